@@ -1,0 +1,240 @@
+"""The DAG model: tasks, their dependencies and options, and validation."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from .errors import (
+    CycleError,
+    DuplicateTaskError,
+    MissingDependencyError,
+    SelfDependencyError,
+    TaskDefinitionError,
+)
+from .retry import RetryPolicy
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TRIGGER_RULES = ("all_success", "all_done", "one_failed", "none_failed", "one_success")
+
+
+def _as_retry(value: RetryPolicy | int | None) -> RetryPolicy | None:
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return RetryPolicy(max_attempts=value)
+    raise TaskDefinitionError(f"retry= takes a RetryPolicy or a number of attempts >= 1, not {value!r}")
+
+
+@attrs.frozen(eq=False)
+class Task:
+    """One node of a DAG: a function and how to run it."""
+
+    name: str
+    fn: Callable[..., Any]
+    deps: tuple[str, ...] = ()
+    priority: int = 0
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    tags: frozenset[str] = frozenset()
+    breaker: str | None = None
+    trigger: str = "all_success"
+    #: Extra keyword arguments always passed to ``fn`` (used by patterns).
+    static_kwargs: dict[str, Any] = attrs.field(factory=dict)
+    #: Set by `Dag.map`: the upstream whose output is split into one task per element.
+    map_over: str | None = None
+    is_async: bool = attrs.field(init=False)
+    #: Dependencies that ``fn`` takes as parameters, in ``deps`` order.
+    dep_params: tuple[str, ...] = attrs.field(init=False)
+    wants_ctx: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        fn = self.fn
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(fn))
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):  # builtins without a signature
+            params = {}  # type: ignore[assignment]
+        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        object.__setattr__(
+            self, "dep_params", tuple(d for d in self.deps if var_kw or d in params)
+        )
+        object.__setattr__(self, "wants_ctx", "ctx" in params)
+        if self.trigger not in TRIGGER_RULES:
+            raise TaskDefinitionError(
+                f"task {self.name!r}: trigger={self.trigger!r} is not one of {', '.join(TRIGGER_RULES)}"
+            )
+        if self.timeout is not None and not self.timeout > 0:
+            raise TaskDefinitionError(f"task {self.name!r}: timeout must be a positive number of seconds")
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry.max_attempts if self.retry is not None else 1
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} deps={list(self.deps)!r}>"
+
+
+class Dag:
+    """A named set of tasks and the dependencies between them."""
+
+    def __init__(self, name: str, *, description: str = "") -> None:
+        if not name or not isinstance(name, str):
+            raise TaskDefinitionError("a Dag needs a non-empty name: Dag('etl')")
+        self.name = name
+        self.description = description
+        self._tasks: dict[str, Task] = {}
+        #: The file that defined the DAG: its dagplugins.py files apply to runs from the API too.
+        self.source_file: str | None = sys._getframe(1).f_globals.get("__file__")
+
+    # -- building ----------------------------------------------------------
+
+    def add(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        deps: Iterable[str] = (),
+        priority: int = 0,
+        retry: RetryPolicy | int | None = None,
+        timeout: float | None = None,
+        tags: Iterable[str] = (),
+        breaker: str | None = None,
+        trigger: str = "all_success",
+        static_kwargs: dict[str, Any] | None = None,
+        map_over: str | None = None,
+    ) -> Task:
+        """Add ``fn`` as task ``name``; the same options as `task`."""
+        if name in self._tasks:
+            raise DuplicateTaskError(self.name, name)
+        if isinstance(deps, str):
+            deps = (deps,)
+        task = Task(
+            name=name,
+            fn=fn,
+            deps=tuple(dict.fromkeys(deps)),
+            priority=priority,
+            retry=_as_retry(retry),
+            timeout=timeout,
+            tags=frozenset(tags),
+            breaker=breaker,
+            trigger=trigger,
+            static_kwargs=dict(static_kwargs or {}),
+            map_over=map_over,
+        )
+        self._tasks[name] = task
+        return task
+
+    def task(self, fn: F | None = None, /, *, name: str | None = None, **options: Any) -> Any:
+        """Decorator: ``@dag.task`` or ``@dag.task(deps=[...], retry=3, timeout=30, ...)``."""
+
+        def decorate(f: F) -> F:
+            self.add(name or f.__name__, f, **options)
+            return f
+
+        if fn is not None:
+            return decorate(fn)
+        return decorate
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *,
+        over: str,
+        name: str | None = None,
+        **options: Any,
+    ) -> Task:
+        """One task per element of ``over``'s output, created at run time.
+
+        Each element runs as task ``{name}[{i}]`` with the element passed as
+        ``item`` (and ``index``); task ``name`` itself collects their outputs
+        into a list in index order, so dependents of ``name`` receive the list.
+        """
+        task_name = name or fn.__name__
+        deps = tuple(options.pop("deps", ()))
+        return self.add(task_name, fn, deps=(over, *[d for d in deps if d != over]), map_over=over, **options)
+
+    # -- reading -----------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __getitem__(self, name: str) -> Task:
+        return self._tasks[name]
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        return dict(self._tasks)
+
+    def __repr__(self) -> str:
+        return f"<Dag {self.name!r} with {len(self)} tasks>"
+
+    # -- validation --------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise a `DagValidationError` subclass if the DAG cannot run."""
+        names = self._tasks
+        for task in names.values():
+            for dep in task.deps:
+                if dep == task.name:
+                    raise SelfDependencyError(self.name, task.name)
+                if dep not in names:
+                    close = difflib.get_close_matches(dep, list(names), n=1, cutoff=0.6)
+                    raise MissingDependencyError(self.name, task.name, dep, close[0] if close else None)
+        self.topological_order()
+
+    def topological_order(self) -> list[str]:
+        """Task names so that every task comes after its dependencies.
+
+        Ties keep insertion order; raises `CycleError` naming the loop.
+        """
+        indegree = {n: 0 for n in self._tasks}
+        children: dict[str, list[str]] = {n: [] for n in self._tasks}
+        for task in self._tasks.values():
+            for dep in task.deps:
+                if dep in children:
+                    indegree[task.name] += 1
+                    children[dep].append(task.name)
+        order = [n for n, d in indegree.items() if d == 0]
+        i = 0
+        while i < len(order):
+            for child in children[order[i]]:
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    order.append(child)
+            i += 1
+        if len(order) != len(self._tasks):
+            raise CycleError(self.name, self._find_cycle({n for n, d in indegree.items() if d > 0}))
+        return order
+
+    def _find_cycle(self, candidates: set[str]) -> list[str]:
+        # Walk dependencies inside the unsorted remainder until a name repeats.
+        start = next(n for n in self._tasks if n in candidates)
+        path: list[str] = []
+        seen: dict[str, int] = {}
+        node = start
+        while node not in seen:
+            seen[node] = len(path)
+            path.append(node)
+            node = next(d for d in self._tasks[node].deps if d in candidates)
+        loop = path[seen[node]:] + [node]
+        loop.reverse()  # present as "a -> b" meaning b depends on a... read in run order
+        return loop
+
+    def roots(self) -> list[str]:
+        return [t.name for t in self._tasks.values() if not t.deps]
+
+    def select(self, names: Sequence[str]) -> list[Task]:
+        return [self._tasks[n] for n in names]

@@ -1,0 +1,1150 @@
+"""The run loop: ready-queue, launches, completions, retries, skip-cascade, cancellation.
+
+One scheduler step takes every finished attempt, releases dependents, picks
+ready tasks up to the concurrency bound, persists the whole step's
+transitions in one storage write, and only then hands the picked tasks to the
+executor. So a task is durable in RUNNING before its body starts, and a
+completed output is durable before any dependent starts.
+
+Hot counters are lists indexed by integer task index; names, attrs records
+and hooks stay at the edges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import inspect
+import logging
+import secrets
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pluggy
+
+from .config import Config
+from .context import TaskContext
+from .dag import Dag, Task
+from .errors import (
+    CircuitOpenError,
+    DagChangedError,
+    DagexecError,
+    OutputSerializationError,
+    PluginError,
+    TaskCancelledError,
+    TaskTimeoutError,
+    UsageError,
+)
+from .outputs import JsonSerializer, Serializer, encode_output
+from .plugins import call_hook, hook_error
+from .retry import RetryPolicy
+from .stages import CircuitBreaker, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
+from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
+
+log = logging.getLogger("dagexec")
+
+PENDING = TaskState.PENDING
+READY = TaskState.READY
+RUNNING = TaskState.RUNNING
+RETRYING = TaskState.RETRYING
+COMPLETED = TaskState.COMPLETED
+FAILED = TaskState.FAILED
+DEAD_LETTERED = TaskState.DEAD_LETTERED
+SKIPPED = TaskState.SKIPPED
+CANCELLED = TaskState.CANCELLED
+
+_NO_RETRY = RetryPolicy(max_attempts=1)
+_MISSING = object()
+
+EVENT_HOOKS = (
+    "dagexec_run_started",
+    "dagexec_task_started",
+    "dagexec_task_retrying",
+    "dagexec_task_finished",
+    "dagexec_task_dead_lettered",
+    "dagexec_run_finished",
+)
+
+
+def new_run_id() -> str:
+    now = datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+class RunHandle:
+    """Control a run from outside: cancel it, send it events. Thread-safe.
+
+    Pass one to `run`/`arun` as ``handle=``; it may be used before the run
+    starts (a cancel then stops the run as soon as it starts).
+    """
+
+    def __init__(self) -> None:
+        self._run: Run | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.run_id: str | None = None
+
+    def _bind(self, run: Run, loop: asyncio.AbstractEventLoop) -> None:
+        self._run, self._loop, self.run_id = run, loop, run.run_id
+        for name, args in self._pending:
+            getattr(run, name)(*args)
+        self._pending.clear()
+
+    def _call(self, name: str, *args: Any) -> None:
+        if self._run is None or self._loop is None:
+            self._pending.append((name, args))
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            getattr(self._run, name)(*args)
+        else:
+            self._loop.call_soon_threadsafe(getattr(self._run, name), *args)
+
+    def cancel(self, grace_period: float | None = None) -> None:
+        """Stop launching tasks; running ones get ``grace_period`` seconds, then are cancelled."""
+        self._call("cancel", grace_period)
+
+    def emit(self, event: str, payload: Any = None) -> None:
+        """Deliver ``event`` to tasks of the run waiting for it."""
+        self._call("emit", event, payload)
+
+
+class RunReport:
+    """The outcome of a run. Records and outputs are built on first access."""
+
+    def __init__(self, run: Run, status: str) -> None:
+        self.run_id = run.run_id
+        self.dag_name = run.dag.name
+        self.status = status
+        self.started_at = run.started_at
+        self.finished_at = time.time()
+        self._run = run
+        self._records: dict[str, TaskRecord] | None = None
+        self._outputs: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] = run.metrics_snapshot()
+
+    @property
+    def ok(self) -> bool:
+        """Every task completed."""
+        return self._run.count(COMPLETED) == len(self._run.tasks)
+
+    @property
+    def records(self) -> dict[str, TaskRecord]:
+        if self._records is None:
+            self._records = {t.name: self._run.record(i) for i, t in enumerate(self._run.tasks)}
+        return self._records
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        if self._outputs is None:
+            r = self._run
+            self._outputs = {t.name: r.outputs[i] for i, t in enumerate(r.tasks) if r.states[i] is COMPLETED}
+        return self._outputs
+
+    @property
+    def failed(self) -> list[str]:
+        r = self._run
+        return [t.name for i, t in enumerate(r.tasks) if r.states[i] in FAILED_STATES]
+
+    def count(self, state: TaskState | str) -> int:
+        return self._run.count(TaskState(state))
+
+    def counts(self) -> dict[str, int]:
+        return self._run.counts()
+
+    @property
+    def duration(self) -> float:
+        return self.finished_at - self.started_at
+
+    def __repr__(self) -> str:
+        return f"<RunReport {self.run_id} {self.status} {self.counts()}>"
+
+
+class Run:
+    """One execution of a DAG. Plugins receive it as ``run`` in event hooks.
+
+    Public: ``run_id``, ``dag``, ``config``, ``resumed_from``, ``started_at``,
+    ``blackboard``, ``cancelling``, `output_of`, `emit`.
+    """
+
+    def __init__(
+        self,
+        dag: Dag,
+        config: Config,
+        *,
+        run_id: str | None = None,
+        resume: str | None = None,
+        replay: Sequence[str] = (),
+        handle: RunHandle | None = None,
+    ) -> None:
+        self.dag = dag
+        self.config = config
+        self.pm: pluggy.PluginManager = config.pluginmanager
+        self.hook = self.pm.hook
+        self.resumed_from = resume
+        self.run_id = resume or run_id or new_run_id()
+        self.replay = tuple(replay)
+        self.handle = handle
+        self.blackboard: dict[str, Any] = {}
+        self.cancelling = False
+        self.started_at = time.time()
+        self.trace_id: str | None = None
+        self.serializer: Serializer = config.getoption("serializer") or JsonSerializer()
+        self.concurrency = int(config.getoption("concurrency") or 32)
+        if self.concurrency < 1:
+            raise UsageError(f"concurrency must be at least 1, not {self.concurrency}")
+        self.grace_period = float(config.getoption("grace_period", 10.0))
+        self.breaker_max_wait = float(config.getoption("breaker_max_wait", 300.0))
+
+        # -- the task table ------------------------------------------------
+        order = dag.topological_order()
+        self.tasks: list[Task] = [dag[n] for n in order]
+        self.index: dict[str, int] = {t.name: i for i, t in enumerate(self.tasks)}
+        n = len(self.tasks)
+        self.states: list[TaskState] = [PENDING] * n
+        self.attempts: list[int] = [0] * n
+        self.started: list[float | None] = [None] * n
+        self.finished: list[float | None] = [None] * n
+        self.outputs: list[Any] = [None] * n
+        self.errors: list[str | None] = [None] * n
+        self.remaining: list[int] = [0] * n
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        self.deps_idx: list[tuple[int, ...]] = []
+        self.params: list[tuple[tuple[str, int], ...]] = []
+        for i, t in enumerate(self.tasks):
+            deps = tuple(self.index[d] for d in t.deps)
+            self.deps_idx.append(deps)
+            for d in deps:
+                self.children[d].append(i)
+            self.params.append(tuple((p, self.index[p]) for p in t.dep_params))
+        self.blocked = bytearray(n)  # 1 once a dependency ended other than COMPLETED
+        self.parent_of: dict[int, int] = {}  # mapped element -> collector
+        self.map_children: dict[int, list[int]] = {}
+
+        # -- scheduling ----------------------------------------------------
+        self.ready: list[tuple[int, int, int]] = []
+        self.seq = 0
+        self.running = 0
+        self.timers = 0
+        self.rows: list[RecordRow] = []
+        self.inflight: dict[asyncio.Future[Any], int] = {}
+        self.timeouts: dict[int, asyncio.TimerHandle] = {}
+        self.timed_out: set[asyncio.Future[Any]] = set()
+        self.done_queue: list[asyncio.Future[Any]] = []
+        self.retry_handles: dict[int, asyncio.TimerHandle] = {}
+        self.breaker_waiting: dict[int, float] = {}  # idx -> wait started
+        self.policies: dict[int, RetryPolicyLike] = {}
+        self.last_delay: dict[int, float] = {}
+        self.last_exc: dict[int, BaseException] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.events: dict[str, Any] = {}
+        self.event_waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self.slot_waiters: list[asyncio.Future[None]] = []
+        self.stored_extra: dict[str, TaskRecord] = {}
+        self.n_retries = 0
+        self.n_started = 0
+
+    # ------------------------------------------------------------------
+    # public helpers used by TaskContext and plugins
+    # ------------------------------------------------------------------
+
+    def output_of(self, name: str, default: Any = _MISSING) -> Any:
+        i = self.index.get(name)
+        if i is None or self.states[i] is not COMPLETED:
+            if default is _MISSING:
+                raise KeyError(f"task {name!r} has no output in run {self.run_id} (not completed or not in DAG)")
+            return default
+        return self.outputs[i]
+
+    def emit(self, event: str, payload: Any = None) -> None:
+        if not self._in_loop():
+            self.loop.call_soon_threadsafe(self.emit, event, payload)
+            return
+        self.events[event] = payload
+        for fut in self.event_waiters.pop(event, []):
+            if not fut.done():
+                fut.set_result(payload)
+
+    async def wait_for_event(self, event: str, timeout: float | None = None) -> Any:
+        if event in self.events:
+            return self.events[event]
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.event_waiters.setdefault(event, []).append(fut)
+        self.release_slot()
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            await self.acquire_slot()
+
+    def release_slot(self) -> None:
+        """A task that waits (for an event) gives its concurrency slot back."""
+        self.running -= 1
+        self._wake()
+
+    async def acquire_slot(self) -> None:
+        while self.running >= self.concurrency and not self.cancelling:
+            fut: asyncio.Future[None] = self.loop.create_future()
+            self.slot_waiters.append(fut)
+            self._wake()
+            await fut
+        self.running += 1
+
+    def load_task_state(self, task: str) -> Any:
+        return self.storage.load_task_state(self.dag.name, task)
+
+    def save_task_state(self, task: str, value: Any) -> None:
+        self.storage.save_task_state(self.dag.name, task, value)
+
+    def count(self, state: TaskState) -> int:
+        return self.states.count(state)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.states:
+            out[s.value] = out.get(s.value, 0) + 1
+        return out
+
+    def record(self, i: int) -> TaskRecord:
+        return TaskRecord(
+            name=self.tasks[i].name,
+            state=self.states[i],
+            attempts=self.attempts[i],
+            error=self.errors[i],
+            started_at=self.started[i],
+            finished_at=self.finished[i],
+            output=self.outputs[i] if self.states[i] is COMPLETED else None,
+        )
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        counts = self.counts()
+        durs = sorted(
+            f - s for s, f, st in zip(self.started, self.finished, self.states)
+            if s is not None and f is not None and st is COMPLETED
+        )
+
+        def pct(p: float) -> float | None:
+            return durs[min(len(durs) - 1, int(p * len(durs)))] if durs else None
+
+        return {
+            "started": self.n_started,
+            "completed": counts.get("completed", 0),
+            "failed": counts.get("failed", 0) + counts.get("dead_lettered", 0),
+            "retries": self.n_retries,
+            "skipped": counts.get("skipped", 0),
+            "cancelled": counts.get("cancelled", 0),
+            "dead_lettered": counts.get("dead_lettered", 0),
+            "durations": {
+                "count": len(durs),
+                "total": sum(durs),
+                "mean": sum(durs) / len(durs) if durs else None,
+                "p50": pct(0.5),
+                "p95": pct(0.95),
+                "max": durs[-1] if durs else None,
+            },
+        }
+
+    # ------------------------------------------------------------------
+    # control
+    # ------------------------------------------------------------------
+
+    def cancel(self, grace_period: float | None = None) -> None:
+        """Stop launching; cancel running tasks after the grace period."""
+        grace = self.grace_period if grace_period is None else grace_period
+        if self.cancelling:
+            grace = 0.0  # a second cancel (a second Ctrl-C) does not wait
+        else:
+            log.warning("run %s: cancelling; %d running task(s) get %.1fs to finish", self.run_id, self.running, grace)
+        self.cancelling = True
+        for h in self.retry_handles.values():
+            h.cancel()
+        for fut in self.slot_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self.slot_waiters.clear()
+        if grace <= 0:
+            self._cancel_running()
+        else:
+            self.loop.call_later(grace, self._cancel_running)
+        self._wake()
+
+    def _cancel_running(self) -> None:
+        for fut in list(self.inflight):
+            fut.cancel()
+
+    # ------------------------------------------------------------------
+    # the loop
+    # ------------------------------------------------------------------
+
+    def _in_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+    def _wake(self) -> None:
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+
+    def _on_done(self, fut: asyncio.Future[Any]) -> None:
+        self.done_queue.append(fut)
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+
+    async def execute(self) -> RunReport:
+        self.loop = asyncio.get_running_loop()
+        self.wakeup = asyncio.Event()
+        self._resolve_stages()
+        if self.handle is not None:
+            self.handle._bind(self, self.loop)
+        try:
+            if self.resumed_from:
+                self._open_resumed()
+            else:
+                self._open_new()
+            self.executor.start(self.loop, self.concurrency)
+            self._emit_event("dagexec_run_started", run=self)
+            try:
+                await self._loop()
+            finally:
+                self.executor.shutdown(cancel=self.cancelling)
+            status = self._final_status()
+            self._flush()
+            self.storage.finish_run(self.run_id, status, time.time(), self.counts())
+        except BaseException:
+            # Leave the run resumable: whatever was persisted stays, the lock goes.
+            try:
+                self.storage.finish_run(self.run_id, "crashed", time.time(), self.counts())
+            except Exception:  # pragma: no cover - storage already broken
+                pass
+            raise
+        report = RunReport(self, status)
+        self._emit_event("dagexec_run_finished", run=self, report=report)
+        return report
+
+    def _final_status(self) -> str:
+        if self.cancelling:
+            return "cancelled"
+        counts = self.counts()
+        if counts.get("completed", 0) == len(self.tasks):
+            return "completed"
+        return "failed"
+
+    async def _loop(self) -> None:
+        wakeup = self.wakeup
+        while True:
+            if self.done_queue:
+                done, self.done_queue = self.done_queue, []
+                for fut in done:
+                    self._complete(fut)
+            if not self.cancelling:
+                self._launch()
+            else:
+                self._flush()
+            if self.done_queue:
+                continue
+            if self.running <= 0 and not self.inflight and (
+                self.cancelling or (not self.ready and not self.timers and not self.breaker_waiting)
+            ):
+                break
+            wakeup.clear()
+            if self.done_queue:
+                continue
+            if self.breaker_waiting:
+                try:
+                    await asyncio.wait_for(wakeup.wait(), timeout=self._breaker_poll())
+                except TimeoutError:
+                    pass
+                self._recheck_breakers()
+            else:
+                await wakeup.wait()
+        if self.cancelling:
+            self._settle_cancelled()
+
+    # -- launching ---------------------------------------------------------
+
+    def _launch(self) -> None:
+        ready = self.ready
+        to_start: list[int] = []
+        rows = self.rows
+        persist = self.persist
+        now = time.time()
+        while ready and self.running < self.concurrency:
+            _, _, i = heapq.heappop(ready)
+            task = self.tasks[i]
+            if task.breaker is not None and not self._breaker_allows(i, task.breaker):
+                continue
+            if self.states[i] is not RUNNING:  # not already moved by a breaker probe
+                self._check(i, RUNNING)
+            self.states[i] = RUNNING
+            self.attempts[i] += 1
+            self.started[i] = now
+            self.running += 1
+            if persist:
+                rows.append((task.name, "running", self.attempts[i], now, None, None, None))
+            to_start.append(i)
+        while self.slot_waiters and self.running < self.concurrency:
+            fut = self.slot_waiters.pop(0)
+            if not fut.done():
+                fut.set_result(None)
+        self._flush()
+        for i in to_start:
+            self._submit(i)
+
+    def _flush(self) -> None:
+        if self.rows:
+            rows, self.rows = self.rows, []
+            self.storage.write(self.run_id, rows)
+
+    def _submit(self, i: int) -> None:
+        task = self.tasks[i]
+        attempt = self.attempts[i]
+        outputs = self.outputs
+        kwargs = {p: outputs[j] for p, j in self.params[i]}
+        if task.static_kwargs:
+            kwargs.update(task.static_kwargs)
+        if task.wants_ctx:
+            kwargs["ctx"] = TaskContext(self, task.name, attempt, task.timeout)
+        self.n_started += 1
+        context = None
+        if self._h_task_started:
+            context = contextvars.copy_context()
+            try:
+                context.run(self.hook.dagexec_task_started, run=self, task=task, attempt=attempt)
+            except Exception as exc:
+                raise hook_error(self.pm, "dagexec_task_started", exc) from exc
+        try:
+            fut = self.executor.submit(task, kwargs, task.timeout, context)
+        except Exception as exc:  # the executor refused the task (cannot pickle it, ...)
+            fut = self.loop.create_future()
+            fut.set_exception(exc)
+        self.inflight[fut] = i
+        fut.add_done_callback(self._on_done)
+        if task.timeout is not None and not self.executor.enforces_timeout:
+            self.timeouts[i] = self.loop.call_later(task.timeout, self._on_timeout, fut)
+
+    def _on_timeout(self, fut: asyncio.Future[Any]) -> None:
+        if fut.done():
+            return
+        i = self.inflight.get(fut)
+        self.timed_out.add(fut)
+        if i is not None and not self.tasks[i].is_async:
+            log.warning(
+                "task %r overran its timeout of %ss; its worker thread is abandoned "
+                "(use --executor process to kill overrunning sync tasks)",
+                self.tasks[i].name,
+                self.tasks[i].timeout,
+            )
+        fut.cancel()
+
+    # -- completions -----------------------------------------------------
+
+    def _complete(self, fut: asyncio.Future[Any]) -> None:
+        i = self.inflight.pop(fut)
+        timer = self.timeouts.pop(i, None)
+        if timer is not None:
+            timer.cancel()
+        self.running -= 1
+        task = self.tasks[i]
+        exc: BaseException | None
+        if fut.cancelled():
+            if fut in self.timed_out:
+                self.timed_out.discard(fut)
+                exc = TaskTimeoutError(
+                    f"task {task.name!r} attempt {self.attempts[i]} timed out after {task.timeout}s"
+                )
+            else:
+                exc = TaskCancelledError(f"task {task.name!r} was cancelled with run {self.run_id}")
+        else:
+            exc = fut.exception()
+            if isinstance(exc, asyncio.CancelledError) or (
+                exc is not None and fut in self.timed_out
+            ):  # pragma: no cover - defensive
+                exc = TaskTimeoutError(f"task {task.name!r} timed out after {task.timeout}s")
+        value = None
+        text = None
+        if exc is None:
+            value = fut.result()
+            if self.persist:
+                try:
+                    text = encode_output(self.serializer, task.name, value)
+                except OutputSerializationError as e:
+                    exc = e
+        if exc is None:
+            self._check(i, COMPLETED)
+            now = time.time()
+            self.states[i] = COMPLETED
+            self.outputs[i] = value
+            self.finished[i] = now
+            self.errors[i] = None
+            if self.persist:
+                self.rows.append((task.name, "completed", self.attempts[i], self.started[i], now, text, None))
+            if task.breaker is not None:
+                self.breakers[task.breaker].record_success()
+            self._finish(i)
+        elif isinstance(exc, TaskCancelledError) and self.cancelling:
+            self._set_final(i, CANCELLED, str(exc))
+        else:
+            self._attempt_failed(i, exc)
+
+    def _attempt_failed(self, i: int, exc: BaseException) -> None:
+        task = self.tasks[i]
+        attempt = self.attempts[i]
+        if task.breaker is not None and not isinstance(exc, CircuitOpenError):
+            self.breakers[task.breaker].record_failure(exc)
+        self.last_exc[i] = exc
+        delay = None
+        if not self.cancelling and not isinstance(exc, (OutputSerializationError, CircuitOpenError)):
+            policy = self._policy(i)
+            try:
+                delay = policy.next_delay(attempt, exc)  # type: ignore[call-arg]
+            except PluginError:
+                raise
+        if delay is not None:
+            self._check(i, RETRYING)
+            self.states[i] = RETRYING
+            self.errors[i] = _describe(exc)
+            self.n_retries += 1
+            self.last_delay[i] = delay
+            if self.persist:
+                self.rows.append(
+                    (task.name, "retrying", attempt, self.started[i], None, None, self.errors[i])
+                )
+            if self._h_task_retrying:
+                self._emit_event("dagexec_task_retrying", run=self, task=task, attempt=attempt, error=exc, delay=delay)
+            log.info("task %r attempt %d failed (%s); retrying in %.3gs", task.name, attempt, self.errors[i], delay)
+            self.timers += 1
+            self.retry_handles[i] = self.loop.call_later(delay, self._requeue, i)
+            return
+        self._fail(i, exc)
+
+    def _fail(self, i: int, exc: BaseException) -> None:
+        task = self.tasks[i]
+        self._set_final(i, FAILED, _describe(exc), finish=False)
+        log.error("task %r failed after %d attempt(s): %s", task.name, self.attempts[i], self.errors[i])
+        if self.dlq is not None:
+            entry = DeadLetter(
+                id=uuid.uuid4().hex[:12],
+                run_id=self.run_id,
+                dag_name=self.dag.name,
+                task=task.name,
+                attempts=self.attempts[i],
+                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                message=str(exc),
+                traceback="".join(traceback.format_exception(exc)),
+                created_at=time.time(),
+                trace_id=self.blackboard.get(f"dagexec.trace_id:{task.name}") or self.trace_id,
+            )
+            self._flush()  # the FAILED record is durable before the entry points at it
+            self.dlq.push(entry)
+            self._check(i, DEAD_LETTERED)
+            self.states[i] = DEAD_LETTERED
+            if self.persist:
+                self.rows.append(
+                    (task.name, "dead_lettered", self.attempts[i], self.started[i], self.finished[i], None, self.errors[i])
+                )
+            if self._h_task_dead_lettered:
+                self._emit_event("dagexec_task_dead_lettered", run=self, task=task, entry=entry)
+        self._finish(i)
+
+    def _requeue(self, i: int) -> None:
+        self.timers -= 1
+        self.retry_handles.pop(i, None)
+        if self.cancelling:
+            return
+        self._push_ready(i)
+        self._wake()
+
+    def _push_ready(self, i: int) -> None:
+        self.seq += 1
+        heapq.heappush(self.ready, (-self.tasks[i].priority, self.seq, i))
+
+    def _set_final(self, i: int, state: TaskState, error: str | None, finish: bool = True) -> None:
+        self._check(i, state)
+        now = time.time()
+        self.states[i] = state
+        self.errors[i] = error
+        self.finished[i] = now
+        if self.persist:
+            self.rows.append((self.tasks[i].name, state.value, self.attempts[i], self.started[i], now, None, error))
+        if finish:
+            self._finish(i)
+
+    def _finish(self, i: int) -> None:
+        """``i`` reached a final state: tell plugins, release dependents, cascade skips."""
+        stack = [i]
+        while stack:
+            j = stack.pop()
+            state = self.states[j]
+            if self._h_task_finished:
+                self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
+            parent = self.parent_of.get(j)
+            if parent is not None:
+                self.remaining[parent] -= 1
+                if self.remaining[parent] == 0:
+                    self._collect(parent, stack)
+            for c in self.children[j]:
+                if state is not COMPLETED:
+                    self.blocked[c] = 1
+                self.remaining[c] -= 1
+                if self.remaining[c] == 0 and self.states[c] is PENDING:
+                    if self._should_run(c):
+                        self._schedule(c)
+                    else:
+                        self._set_final(c, SKIPPED, None, finish=False)
+                        stack.append(c)
+
+    def _should_run(self, c: int) -> bool:
+        trigger = self.tasks[c].trigger
+        if trigger == "all_success":
+            return not self.blocked[c]
+        if trigger == "all_done":
+            return True
+        states = [self.states[d] for d in self.deps_idx[c]]
+        if trigger == "one_failed":
+            return any(s in FAILED_STATES for s in states)
+        if trigger == "none_failed":
+            return not any(s in FAILED_STATES for s in states)
+        return any(s is COMPLETED for s in states)  # one_success
+
+    def _schedule(self, c: int) -> None:
+        task = self.tasks[c]
+        if task.map_over is not None and c not in self.map_children:
+            self._expand(c)
+            return
+        self._push_ready(c)
+
+    # -- dynamic map -------------------------------------------------------
+
+    def _expand(self, c: int) -> None:
+        """Create one task per element of the upstream output; ``c`` collects them."""
+        task = self.tasks[c]
+        assert task.map_over is not None
+        items = self.outputs[self.index[task.map_over]]
+        try:
+            items = list(items)
+        except TypeError:
+            self._set_final(c, FAILED, f"TypeError: dag.map over {task.map_over!r} needs an iterable output, got {type(items).__name__}")
+            return
+        try:
+            params = inspect.signature(task.fn).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        new: list[int] = []
+        names: list[str] = []
+        for k, item in enumerate(items):
+            static: dict[str, Any] = dict(task.static_kwargs)
+            if "item" in params:
+                static["item"] = item
+            if "index" in params:
+                static["index"] = k
+            child = Task(
+                name=f"{task.name}[{k}]",
+                fn=task.fn,
+                deps=task.deps,
+                priority=task.priority,
+                retry=task.retry,
+                timeout=task.timeout,
+                tags=task.tags,
+                breaker=task.breaker,
+                static_kwargs=static,
+            )
+            j = len(self.tasks)
+            self.tasks.append(child)
+            self.index[child.name] = j
+            self.states.append(PENDING)
+            self.attempts.append(0)
+            self.started.append(None)
+            self.finished.append(None)
+            self.outputs.append(None)
+            self.errors.append(None)
+            self.remaining.append(0)
+            self.children.append([])
+            self.deps_idx.append(self.deps_idx[c])
+            self.params.append(self.params[c])
+            self.blocked.append(0)
+            self.parent_of[j] = c
+            new.append(j)
+            names.append(child.name)
+        self.map_children[c] = new
+        if self.persist and names:
+            self.storage.add_tasks(self.run_id, names, {n: list(task.deps) for n in names})
+        stack: list[int] = []
+        pending = 0
+        for j in new:
+            stored = self.stored_extra.pop(self.tasks[j].name, None)
+            if stored is not None and stored.state is COMPLETED:
+                self.states[j] = COMPLETED
+                self.outputs[j] = stored.output
+                self.attempts[j] = stored.attempts
+                self.started[j], self.finished[j] = stored.started_at, stored.finished_at
+                continue
+            if stored is not None:
+                self.attempts[j] = 0
+            pending += 1
+            self._push_ready(j)
+        self.remaining[c] = pending
+        if pending == 0:
+            self._collect(c, stack)
+            while stack:
+                self._finish(stack.pop())
+
+    def _collect(self, c: int, stack: list[int]) -> None:
+        kids = self.map_children[c]
+        bad = [self.tasks[j].name for j in kids if self.states[j] is not COMPLETED]
+        if bad:
+            shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+            self._set_final(c, FAILED, f"MapError: {len(bad)} of {len(kids)} mapped tasks did not complete: {shown}", finish=False)
+        else:
+            value = [self.outputs[j] for j in kids]
+            now = time.time()
+            self._check(c, COMPLETED)
+            self.states[c] = COMPLETED
+            self.outputs[c] = value
+            self.started[c] = self.started[c] or now
+            self.finished[c] = now
+            if self.persist:
+                text = encode_output(self.serializer, self.tasks[c].name, value)
+                self.rows.append((self.tasks[c].name, "completed", 1, self.started[c], now, text, None))
+        stack.append(c)
+
+    # -- breakers ------------------------------------------------------------
+
+    def _breaker_allows(self, i: int, name: str) -> bool:
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            breaker = call_hook(self.pm, "dagexec_circuit_breaker", name=name, config=self.config)
+            if breaker is None:
+                raise PluginError(f"no plugin provides a circuit breaker for group {name!r} (is 'breaker' blocked?)")
+            self.breakers[name] = breaker
+        if breaker.allow():
+            self.breaker_waiting.pop(i, None)
+            return True
+        since = self.breaker_waiting.setdefault(i, time.monotonic())
+        if time.monotonic() - since > self.breaker_max_wait:
+            self.breaker_waiting.pop(i, None)
+            self.attempts[i] += 1
+            self.started[i] = time.time()
+            self._fail(
+                i,
+                CircuitOpenError(
+                    f"task {self.tasks[i].name!r} waited {self.breaker_max_wait}s for circuit breaker "
+                    f"{name!r} to close; raise breaker_max_wait or fix the service behind it"
+                ),
+            )
+        return False
+
+    def _breaker_poll(self) -> float:
+        return float(self.config.getoption("breaker_poll", 0.05))
+
+    def _recheck_breakers(self) -> None:
+        for i in list(self.breaker_waiting):
+            if self.states[i] is PENDING or self.states[i] is RETRYING:
+                self._push_ready(i)
+
+    # -- stages ----------------------------------------------------------------
+
+    def _resolve_stages(self) -> None:
+        pm, config = self.pm, self.config
+        self.storage: Storage = call_hook(pm, "dagexec_storage", config=config)
+        if self.storage is None:
+            raise PluginError(
+                "no plugin provides storage for state "
+                f"{config.getoption('state')!r}; is the 'sqlite' plugin blocked? use persist=False/--no-persist"
+            )
+        self.persist = bool(getattr(self.storage, "persistent", False))
+        self.executor = call_hook(pm, "dagexec_executor", config=config)
+        if self.executor is None:
+            raise PluginError(f"no plugin provides executor {config.getoption('executor')!r}")
+        self.dlq: DeadLetterQueue | None = call_hook(
+            pm, "dagexec_dead_letter_queue", config=config, storage=self.storage
+        )
+        for name in EVENT_HOOKS:
+            setattr(self, "_h_" + name.removeprefix("dagexec_"), bool(getattr(self.hook, name).get_hookimpls()))
+
+    def _policy(self, i: int) -> RetryPolicyLike:
+        policy = self.policies.get(i)
+        if policy is None:
+            policy = call_hook(self.pm, "dagexec_retry_policy", task=self.tasks[i], config=self.config) or (
+                self.tasks[i].retry or _NO_RETRY
+            )
+            self.policies[i] = policy
+        return policy
+
+    def _emit_event(self, name: str, **kwargs: Any) -> None:
+        if name in ("dagexec_run_started", "dagexec_run_finished") and not getattr(self, "_h_" + name.removeprefix("dagexec_")):
+            return
+        try:
+            getattr(self.hook, name)(**kwargs)
+        except Exception as exc:
+            raise hook_error(self.pm, name, exc) from exc
+
+    def _check(self, i: int, new: TaskState) -> None:
+        old = self.states[i]
+        if old is not new and new not in TRANSITIONS[old]:
+            from .state import check_transition
+
+            check_transition(self.tasks[i].name, old, new)
+
+    # -- opening ---------------------------------------------------------------
+
+    def _fingerprint(self) -> dict[str, list[str]]:
+        return {t.name: list(t.deps) for t in self.tasks}
+
+    def _open_new(self) -> None:
+        info = RunInfo(
+            run_id=self.run_id, dag_name=self.dag.name, status="running", started_at=self.started_at,
+            task_count=len(self.tasks),
+        )
+        self.storage.create_run(info, [t.name for t in self.tasks], self._fingerprint())
+        self._start_roots(range(len(self.tasks)))
+
+    def _start_roots(self, candidates: Iterable[int]) -> None:
+        """Count unfinished dependencies and schedule (or skip) the tasks free to go."""
+        states = self.states
+        for i in range(len(self.tasks)):
+            if states[i] in TERMINAL_STATES:
+                continue
+            left = 0
+            for d in self.deps_idx[i]:
+                if states[d] in TERMINAL_STATES:
+                    if states[d] is not COMPLETED:
+                        self.blocked[i] = 1
+                else:
+                    left += 1
+            self.remaining[i] = left
+        stack: list[int] = []
+        for i in candidates:
+            if states[i] is PENDING and self.remaining[i] == 0:
+                if self._should_run(i):
+                    self._schedule(i)
+                else:
+                    self._set_final(i, SKIPPED, None, finish=False)
+                    stack.append(i)
+        for j in stack:
+            self._finish(j)
+
+    def _open_resumed(self) -> None:
+        info, records, fingerprint = self.storage.resume_run(self.run_id)
+        if info.dag_name != self.dag.name:
+            raise DagChangedError(
+                f"run {self.run_id} is of DAG {info.dag_name!r}, not {self.dag.name!r}; "
+                f"resume it with the file that defines {info.dag_name!r}"
+            )
+        self.started_at = info.started_at
+        self.trace_id = info.trace_id
+        changed: list[str] = []
+        for name, rec in records.items():
+            if rec.state is not COMPLETED:
+                continue
+            if name not in self.index:
+                if _is_mapped_name(name, self.index):
+                    continue
+                changed.append(f"completed task {name!r} is no longer in the DAG")
+            elif list(self.tasks[self.index[name]].deps) != list(fingerprint.get(name, [])):
+                changed.append(
+                    f"dependencies of completed task {name!r} changed from {list(fingerprint.get(name, []))} "
+                    f"to {list(self.tasks[self.index[name]].deps)}"
+                )
+        if changed:
+            raise DagChangedError(
+                f"run {self.run_id} of DAG {self.dag.name!r} cannot be resumed: " + "; ".join(changed)
+                + "; start a new run instead"
+            )
+        replay = set(self.replay)
+        unknown = replay - set(self.index)
+        if unknown:
+            raise UsageError(f"cannot replay {sorted(unknown)}: not tasks of DAG {self.dag.name!r}")
+        to_reset: set[int] = set()
+        for name in replay:
+            i = self.index[name]
+            to_reset.add(i)
+            stack = [i]
+            while stack:
+                for c in self.children[stack.pop()]:
+                    rec = records.get(self.tasks[c].name)
+                    if c not in to_reset and rec is not None and rec.state in (SKIPPED, FAILED, DEAD_LETTERED, CANCELLED):
+                        to_reset.add(c)
+                        stack.append(c)
+        new_names: list[str] = []
+        for name, rec in records.items():
+            if name not in self.index:
+                self.stored_extra[name] = rec
+        now = time.time()
+        for i, task in enumerate(self.tasks):
+            rec = records.get(task.name)
+            if rec is None:
+                new_names.append(task.name)
+                continue
+            self.attempts[i] = rec.attempts
+            self.started[i], self.finished[i] = rec.started_at, rec.finished_at
+            self.errors[i] = rec.error
+            state = rec.state
+            if i in to_reset:
+                state = PENDING
+                self.attempts[i] = 0
+                self.errors[i] = None
+                for k in [k for k in self.stored_extra if k.startswith(task.name + "[")]:
+                    del self.stored_extra[k]
+            elif state is COMPLETED:
+                self.outputs[i] = rec.output
+            elif state in (RUNNING, RETRYING, READY, CANCELLED):
+                if state is not CANCELLED and rec.attempts >= self._policy(i).max_attempts:
+                    state = FAILED
+                    self.errors[i] = rec.error or "interrupted by a crash on its last attempt"
+                    self.finished[i] = now
+                else:
+                    state = PENDING
+            self.states[i] = state
+            if self.persist and state is not rec.state:
+                self.rows.append((task.name, state.value, self.attempts[i], self.started[i], self.finished[i], None, self.errors[i]))
+        if new_names:
+            self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
+        self._start_roots(range(len(self.tasks)))
+        self._flush()
+
+    def _settle_cancelled(self) -> None:
+        for i, s in enumerate(self.states):
+            if s is RETRYING or s is RUNNING:
+                self.states[i] = CANCELLED
+                self.finished[i] = time.time()
+                if self.persist:
+                    self.rows.append((self.tasks[i].name, "cancelled", self.attempts[i], self.started[i], self.finished[i], None, self.errors[i]))
+        self._flush()
+
+
+def _is_mapped_name(name: str, index: Mapping[str, int]) -> bool:
+    base, sep, rest = name.partition("[")
+    return bool(sep) and rest.endswith("]") and base in index
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------------
+# entry points
+# ---------------------------------------------------------------------------
+
+
+def _make_config(
+    dag: Dag,
+    *,
+    state: str | None,
+    concurrency: int | None,
+    plugins: Sequence[object],
+    config: Config | None,
+    persist: bool | None,
+    options: Mapping[str, Any],
+) -> tuple[Config, bool]:
+    from pathlib import Path
+
+    from .plugins import build_plugin_manager
+
+    opts = dict(options)
+    if state is not None:
+        opts["state"] = str(state)
+    if concurrency is not None:
+        opts["concurrency"] = concurrency
+    if persist is not None:
+        opts["persist"] = persist
+    if opts.get("state") == ":memory:":
+        opts["persist"] = False
+    if config is not None:
+        for k, v in opts.items():
+            config.options[k] = v
+        return config, False
+    dag_path = Path(dag.source_file) if getattr(dag, "source_file", None) else None
+    pm = build_plugin_manager(plugins=plugins, plugin_args=opts.pop("plugin_args", ()), dag_path=dag_path)
+    cfg = Config(pm, opts, dag_path=dag_path)
+    if cfg.getoption("persist") is False:
+        cfg.options["state"] = ":memory:"
+    try:
+        pm.hook.dagexec_configure.call_historic(kwargs={"config": cfg})
+    except Exception as exc:
+        raise hook_error(pm, "dagexec_configure", exc) from exc
+    return cfg, True
+
+
+async def arun(
+    dag: Dag,
+    *,
+    state: str | None = None,
+    concurrency: int | None = None,
+    resume: str | None = None,
+    plugins: Sequence[object] = (),
+    config: Config | None = None,
+    persist: bool | None = None,
+    handle: RunHandle | None = None,
+    replay: Sequence[str] = (),
+    **options: Any,
+) -> RunReport:
+    """Run ``dag`` on the running event loop; see `run`."""
+    dag.validate()
+    cfg, owned = _make_config(
+        dag, state=state, concurrency=concurrency, plugins=plugins, config=config, persist=persist, options=options
+    )
+    try:
+        return await Run(dag, cfg, resume=resume, replay=replay, handle=handle).execute()
+    finally:
+        if owned:
+            cfg.pluginmanager.hook.dagexec_unconfigure(config=cfg)
+
+
+def run(
+    dag: Dag,
+    *,
+    state: str | None = None,
+    concurrency: int | None = None,
+    resume: str | None = None,
+    plugins: Sequence[object] = (),
+    config: Config | None = None,
+    persist: bool | None = None,
+    handle: RunHandle | None = None,
+    replay: Sequence[str] = (),
+    signals: bool = True,
+    **options: Any,
+) -> RunReport:
+    """Run ``dag`` to the end and return its `RunReport`.
+
+    ``state`` is the SQLite file (default ``.dagexec/state.db``); ``":memory:"``
+    or ``persist=False`` keeps nothing. ``resume=RUN_ID`` continues a stored
+    run. SIGINT/SIGTERM cancel the run gracefully (a second one stops it at
+    once) when called from the main thread.
+    """
+    import signal
+    import threading
+
+    handle = handle or RunHandle()
+
+    async def main() -> RunReport:
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+        if signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, handle.cancel)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError):  # pragma: no cover - non-unix
+                    pass
+        try:
+            return await arun(
+                dag, state=state, concurrency=concurrency, resume=resume, plugins=plugins, config=config,
+                persist=persist, handle=handle, replay=replay, **options,
+            )
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())
+
+
+__all__ = ["Run", "RunHandle", "RunReport", "arun", "run", "new_run_id"]

@@ -1,0 +1,116 @@
+"""Every error dagexec raises, each naming the thing at fault and the fix."""
+
+from __future__ import annotations
+
+
+class DagexecError(Exception):
+    """Base of every dagexec error."""
+
+
+# -- DAG definition -----------------------------------------------------------
+
+
+class DagValidationError(DagexecError):
+    """The DAG cannot run as defined."""
+
+
+class CycleError(DagValidationError):
+    """The dependencies form a loop; ``.cycle`` lists it in order, first name repeated last."""
+
+    def __init__(self, dag: str, cycle: list[str]) -> None:
+        self.dag = dag
+        self.cycle = cycle
+        super().__init__(
+            f"DAG {dag!r} has a dependency cycle: {' -> '.join(cycle)}; "
+            f"remove one of these dependencies to break the loop"
+        )
+
+
+class MissingDependencyError(DagValidationError):
+    """A task depends on a name that is not in the DAG."""
+
+    def __init__(self, dag: str, task: str, missing: str, suggestion: str | None) -> None:
+        self.dag = dag
+        self.task = task
+        self.missing = missing
+        self.suggestion = suggestion
+        hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
+        super().__init__(f"task {task!r} depends on {missing!r}, which is not in DAG {dag!r}{hint}")
+
+
+class DuplicateTaskError(DagValidationError):
+    def __init__(self, dag: str, task: str) -> None:
+        self.dag = dag
+        self.task = task
+        super().__init__(
+            f"DAG {dag!r} already has a task named {task!r}; give the second one another name with name=..."
+        )
+
+
+class SelfDependencyError(DagValidationError):
+    def __init__(self, dag: str, task: str) -> None:
+        self.dag = dag
+        self.task = task
+        super().__init__(f"task {task!r} in DAG {dag!r} depends on itself; remove {task!r} from its deps")
+
+
+class TaskDefinitionError(DagValidationError):
+    """A task's options are wrong (bad trigger, bad retry, bad timeout...)."""
+
+
+class IllegalTransitionError(DagexecError):
+    """The engine tried a state change that the transition table forbids."""
+
+
+# -- running ------------------------------------------------------------------
+
+
+class TaskTimeoutError(DagexecError, TimeoutError):
+    """An attempt ran past its task's ``timeout``."""
+
+
+class CircuitOpenError(DagexecError):
+    """A task waited longer than its budget for its circuit breaker to close."""
+
+
+class OutputSerializationError(DagexecError, TypeError):
+    """A task returned a value that cannot be stored as JSON."""
+
+
+class TaskCancelledError(DagexecError):
+    """The run was cancelled while the task was running."""
+
+
+class RunLockedError(DagexecError):
+    """Another process is driving this run."""
+
+
+class RunNotFoundError(DagexecError):
+    pass
+
+
+class StateFileError(DagexecError):
+    """The state file is corrupt, foreign, from a newer schema, or cannot be written."""
+
+
+class DagChangedError(DagexecError):
+    """A stored run cannot be resumed because the DAG changed incompatibly."""
+
+
+# -- plugins ------------------------------------------------------------------
+
+
+class PluginError(DagexecError):
+    """A plugin failed to load or one of its hooks raised."""
+
+
+class PluginLoadError(PluginError):
+    pass
+
+
+class PluginHookError(PluginError):
+    pass
+
+
+class UsageError(DagexecError):
+    """Wrong command-line or API usage (exit code 2)."""

@@ -1,0 +1,175 @@
+"""Protocols that stage objects follow: storage, executor, retry, breaker, dead letters.
+
+Provider hooks return objects of these shapes; the engine knows nothing else
+about them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+from .state import TaskRecord
+
+if TYPE_CHECKING:
+    from .dag import Task
+
+#: One row of a batched state write, kept a plain tuple because the engine
+#: builds one per transition:
+#: ``(task_name, state_value, attempts, started_at, finished_at, output_json, error)``.
+#: ``output_json`` is the JSON text of the output (only for ``completed``).
+RecordRow = tuple[str, str, int, "float | None", "float | None", "str | None", "str | None"]
+
+
+@attrs.frozen
+class RunInfo:
+    """A run as storage knows it."""
+
+    run_id: str
+    dag_name: str
+    status: str  # running | completed | failed | cancelled | crashed
+    started_at: float
+    finished_at: float | None = None
+    task_count: int = 0
+    counts: Mapping[str, int] = attrs.field(factory=dict)
+    trace_id: str | None = None
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        duration = None if self.finished_at is None else self.finished_at - self.started_at
+        return {
+            "run_id": self.run_id,
+            "dag": self.dag_name,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": duration,
+            "task_count": self.task_count,
+            "counts": dict(self.counts),
+            "trace_id": self.trace_id,
+        }
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Where runs and task records live (``dagexec_storage``)."""
+
+    #: False for storage that keeps nothing past the process (outputs are then
+    #: never encoded to JSON and rows are not built on the hot path).
+    persistent: bool
+
+    def create_run(self, run: RunInfo, task_names: Sequence[str], dag_fingerprint: Mapping[str, Sequence[str]]) -> None:
+        """Record a new run with every task PENDING, and take its lock."""
+
+    def resume_run(self, run_id: str) -> tuple[RunInfo, dict[str, TaskRecord], Mapping[str, Sequence[str]]]:
+        """Take the lock of a stored run; return it, its records (outputs decoded) and its fingerprint."""
+
+    def add_tasks(self, run_id: str, task_names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> None:
+        """Record tasks created while the run is under way (dynamic map), PENDING."""
+
+    def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
+        """Persist one scheduler step's transitions in one transaction."""
+
+    def finish_run(self, run_id: str, status: str, finished_at: float, counts: Mapping[str, int]) -> None:
+        """Mark the run finished (or cancelled/failed) and release its lock."""
+
+    def list_runs(self, limit: int = 20) -> list[RunInfo]: ...
+
+    def get_run(self, run_id: str) -> RunInfo: ...
+
+    def load_records(self, run_id: str) -> dict[str, TaskRecord]: ...
+
+    def load_task_state(self, dag_name: str, task_name: str) -> Any:
+        """The persisted ``ctx.state`` of a stateful task, or None."""
+
+    def save_task_state(self, dag_name: str, task_name: str, value: Any) -> None: ...
+
+    def get_meta(self, run_id: str, key: str) -> Any:
+        """A small JSON value kept with the run (breaker state, loop checkpoints...)."""
+
+    def put_meta(self, run_id: str, key: str, value: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class TaskExecutor(Protocol):
+    """Runs task bodies (``dagexec_executor``).
+
+    ``submit`` returns an asyncio future of the body's return value. When
+    ``context`` is given (tracing, for instance, put the attempt span in it)
+    the body must run inside it.
+    """
+
+    name: str
+    #: True when the executor stops overrunning bodies itself (a process pool
+    #: kills the worker); the engine then does not abandon them.
+    enforces_timeout: bool
+
+    def start(self, loop: asyncio.AbstractEventLoop, concurrency: int) -> None: ...
+
+    def submit(
+        self,
+        task: Task,
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        context: Any = None,
+    ) -> asyncio.Future[Any]: ...
+
+    def shutdown(self, cancel: bool = False) -> None: ...
+
+
+@runtime_checkable
+class RetryPolicyLike(Protocol):
+    max_attempts: int
+
+    def next_delay(self, attempt: int, error: BaseException | None) -> float | None: ...
+
+
+@runtime_checkable
+class CircuitBreaker(Protocol):
+    name: str
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open`` or ``half_open``."""
+
+    def allow(self) -> bool:
+        """May an attempt go through now?"""
+
+    def record_success(self) -> None: ...
+
+    def record_failure(self, error: BaseException | None) -> None: ...
+
+
+@attrs.frozen
+class DeadLetter:
+    """A task whose retries were exhausted."""
+
+    id: str
+    run_id: str
+    dag_name: str
+    task: str
+    attempts: int
+    error_type: str
+    message: str
+    traceback: str
+    created_at: float
+    trace_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@runtime_checkable
+class DeadLetterQueue(Protocol):
+    def push(self, entry: DeadLetter) -> str: ...
+
+    def list(self, run_id: str | None = None) -> list[DeadLetter]: ...
+
+    def get(self, entry_id: str) -> DeadLetter: ...
+
+    def remove(self, entry_id: str) -> None: ...

@@ -1,0 +1,85 @@
+"""Storage that keeps runs in this process only: ``persist=False``, ``--no-persist``, tests."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from dagexec_core import hookimpl
+from dagexec_core.config import Config
+from dagexec_core.errors import RunNotFoundError
+from dagexec_core.stages import RecordRow, RunInfo
+from dagexec_core.state import TaskRecord, TaskState
+
+
+class MemoryStorage:
+    """Keeps everything in dicts. Rows are not built for it (``persistent`` is False)."""
+
+    persistent = False
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunInfo] = {}
+        self.records: dict[str, dict[str, TaskRecord]] = {}
+        self.fingerprints: dict[str, dict[str, list[str]]] = {}
+        self.task_state: dict[tuple[str, str], Any] = {}
+        self.meta: dict[tuple[str, str], Any] = {}
+
+    def create_run(self, run: RunInfo, task_names: Sequence[str], dag_fingerprint: Mapping[str, Sequence[str]]) -> None:
+        self.runs[run.run_id] = run
+        self.records[run.run_id] = {n: TaskRecord(n) for n in task_names}
+        self.fingerprints[run.run_id] = {k: list(v) for k, v in dag_fingerprint.items()}
+
+    def resume_run(self, run_id: str) -> tuple[RunInfo, dict[str, TaskRecord], Mapping[str, Sequence[str]]]:
+        return self.get_run(run_id), dict(self.records[run_id]), self.fingerprints[run_id]
+
+    def add_tasks(self, run_id: str, task_names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> None:
+        for n in task_names:
+            self.records[run_id].setdefault(n, TaskRecord(n))
+            self.fingerprints[run_id][n] = list(deps.get(n, ()))
+
+    def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
+        recs = self.records[run_id]
+        for name, state, attempts, started, finished, _output, error in rows:
+            recs[name] = TaskRecord(name, TaskState(state), attempts, error, started, finished)
+
+    def finish_run(self, run_id: str, status: str, finished_at: float, counts: Mapping[str, int]) -> None:
+        if run_id in self.runs:
+            self.runs[run_id] = attrs.evolve(self.runs[run_id], status=status, finished_at=finished_at, counts=dict(counts))
+
+    def list_runs(self, limit: int = 20) -> list[RunInfo]:
+        return sorted(self.runs.values(), key=lambda r: r.started_at, reverse=True)[:limit]
+
+    def get_run(self, run_id: str) -> RunInfo:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise RunNotFoundError(f"no run {run_id!r} in memory storage") from None
+
+    def load_records(self, run_id: str) -> dict[str, TaskRecord]:
+        self.get_run(run_id)
+        return dict(self.records[run_id])
+
+    def load_task_state(self, dag_name: str, task_name: str) -> Any:
+        return copy.deepcopy(self.task_state.get((dag_name, task_name)))
+
+    def save_task_state(self, dag_name: str, task_name: str, value: Any) -> None:
+        self.task_state[(dag_name, task_name)] = copy.deepcopy(value)
+
+    def get_meta(self, run_id: str, key: str) -> Any:
+        return self.meta.get((run_id, key))
+
+    def put_meta(self, run_id: str, key: str, value: Any) -> None:
+        self.meta[(run_id, key)] = value
+
+    def close(self) -> None:
+        pass
+
+
+@hookimpl(trylast=True)
+def dagexec_storage(config: Config) -> MemoryStorage | None:
+    if config.getoption("persist") and config.getoption("state") != ":memory:":
+        return None
+    return MemoryStorage()
