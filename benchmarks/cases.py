@@ -1,0 +1,215 @@
+"""One measurement in this process: build the DAG (untimed), drive it once (timed), report.
+
+`run.py` starts a fresh interpreter per measurement so that peak RSS
+(``ru_maxrss``) belongs to one case. Each function returns a dict with
+``seconds`` (the timed part), ``rss_mb`` (peak RSS of the process),
+``rss_before_mb`` (peak RSS after imports and the DAG build, before the timed
+part) and ``startup_s`` (from the start of the timed part to the first task
+body), or ``skipped`` with the reason.
+
+The timed part of every driver includes event-loop start-up (`asyncio.run`
+for the floors, `dagexec.run` for dagexec, which calls it) and building its
+own scheduling structures from the DAG description; it excludes building
+the description (``dag.add`` calls / the graph dict).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import tempfile
+import time
+from typing import Any
+
+import shapes
+from floors import SqliteTransitions, drive
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def _result(seconds: float, n: int, before: float, t0: float, **extra: Any) -> dict[str, Any]:
+    startup = shapes.first_start[0] - t0 if shapes.first_start else None
+    return {"seconds": seconds, "tasks": n, "rss_mb": round(peak_rss_mb(), 1), "rss_before_mb": round(before, 1),
+            "startup_s": startup, **extra}
+
+
+# -- floors ----------------------------------------------------------------
+
+
+def floor(shape: str, n: int, kind: str, concurrency: int, durability: str | None = None,
+          tmpdir: str | None = None) -> dict[str, Any]:
+    graph = shapes.build(shape, n)
+    before = peak_rss_mb()
+    with tempfile.TemporaryDirectory(dir=tmpdir) as d:
+        t0 = time.perf_counter()
+        writer = SqliteTransitions(os.path.join(d, "floor.db"), durability) if durability else None
+        count = asyncio.run(drive(graph, kind, concurrency, writer))
+        seconds = time.perf_counter() - t0
+    assert count == n, (count, n)
+    return _result(seconds, n, before, t0=t0)
+
+
+# -- dagexec ---------------------------------------------------------------
+
+
+def _dag(shape: str, n: int, kind: str, name: str = "bench") -> Any:
+    from dagexec_core import Dag
+
+    root, body = shapes.bodies(kind)
+    dag = Dag(f"{name}-{shape}")
+    for task, deps in shapes.build(shape, n).items():
+        dag.add(task, body if deps else root, deps=deps)
+    return dag
+
+
+class _DropSpans:
+    """A span exporter that counts what it is given and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def dagexec(shape: str, n: int, kind: str, concurrency: int, mode: str,
+            tmpdir: str | None = None) -> dict[str, Any]:
+    from dagexec_core import run
+    from dagexec_core.errors import PluginError
+
+    t_build = time.perf_counter()
+    dag = _dag(shape, n, kind)
+    build_s = time.perf_counter() - t_build
+    options: dict[str, Any] = {"concurrency": concurrency, "signals": False}
+    provider = exporter = None
+    if mode == "off":
+        options["persist"] = False
+    elif mode in ("normal", "durable"):
+        options["durability"] = mode
+    elif mode == "trace":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        exporter = _DropSpans()
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(exporter))  # type: ignore[arg-type]
+        options["persist"] = False
+        options["tracer_provider"] = provider
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    before = peak_rss_mb()
+    with tempfile.TemporaryDirectory(dir=tmpdir) as d:
+        if mode in ("normal", "durable"):
+            options["state"] = os.path.join(d, "state.db")
+        t0 = time.perf_counter()
+        try:
+            report = run(dag, **options)
+        except PluginError as exc:
+            if "storage" not in str(exc):
+                raise
+            return {"skipped": "no sqlite storage plugin", "detail": str(exc)}
+        seconds = time.perf_counter() - t0
+    if not report.ok:
+        raise RuntimeError(f"dagexec run not ok: {report!r}")
+    extra: dict[str, Any] = {"build_s": round(build_s, 4)}
+    if provider is not None and exporter is not None:
+        provider.force_flush()
+        provider.shutdown()
+        extra["spans_exported"] = exporter.count
+        if exporter.count == 0:
+            return {"skipped": "no tracing plugin (the tracer_provider option received no spans)"}
+    return _result(seconds, n, before, t0=t0, **extra)
+
+
+# -- dask ------------------------------------------------------------------
+
+
+def _dask_noop(*_deps: object) -> None:
+    return None
+
+
+def _dask_root() -> None:
+    shapes.sroot()
+
+
+def dask(shape: str, n: int, kind: str, concurrency: int, tmpdir: str | None = None) -> dict[str, Any]:
+    try:
+        import dask.threaded
+    except ImportError:
+        return {"skipped": "dask is not installed"}
+    graph = shapes.build(shape, n)
+    dsk = {name: (_dask_noop, *deps) if deps else (_dask_root,) for name, deps in graph.items()}
+    before = peak_rss_mb()
+    t0 = time.perf_counter()
+    dask.threaded.get(dsk, list(dsk), num_workers=concurrency)
+    seconds = time.perf_counter() - t0
+    return _result(seconds, n, before, t0=t0)
+
+
+# -- resume ----------------------------------------------------------------
+
+
+def resume_prepare(n: int, concurrency: int, state: str) -> dict[str, Any]:
+    """Run the layered DAG until half of it completed, then cancel: a run left half done."""
+    from dagexec_core import Dag, RunHandle, run
+    from dagexec_core.errors import PluginError
+
+    handle = RunHandle()
+    count = [0]
+    half = n // 2
+
+    async def body() -> None:
+        count[0] += 1
+        if count[0] == half:
+            handle.cancel(0)
+
+    dag = Dag("bench-resume")
+    for task, deps in shapes.build("layered", n).items():
+        dag.add(task, body, deps=deps)
+    t0 = time.perf_counter()
+    try:
+        report = run(dag, state=state, concurrency=concurrency, handle=handle, signals=False)
+    except PluginError as exc:
+        if "storage" not in str(exc):
+            raise
+        return {"skipped": "no sqlite storage plugin", "detail": str(exc)}
+    return {"run_id": report.run_id, "status": report.status, "completed": report.count("completed"),
+            "seconds": time.perf_counter() - t0, "rss_mb": round(peak_rss_mb(), 1)}
+
+
+def resume(n: int, concurrency: int, state: str, run_id: str) -> dict[str, Any]:
+    """Time from ``run(dag, resume=RUN_ID)`` to the first task body, and to the end."""
+    from dagexec_core import Dag, run
+
+    executed = [0]
+
+    async def body() -> None:
+        if not shapes.first_start:
+            shapes.first_start.append(time.perf_counter())
+        executed[0] += 1
+
+    dag = Dag("bench-resume")
+    for task, deps in shapes.build("layered", n).items():
+        dag.add(task, body, deps=deps)
+    before = peak_rss_mb()
+    t0 = time.perf_counter()
+    report = run(dag, state=state, concurrency=concurrency, resume=run_id, signals=False)
+    seconds = time.perf_counter() - t0
+    if not report.ok:
+        raise RuntimeError(f"resumed run not ok: {report!r}")
+    return _result(seconds, n, before, t0=t0, executed=executed[0])
+
+
+DRIVERS = {"floor": floor, "dagexec": dagexec, "dask": dask, "resume_prepare": resume_prepare, "resume": resume}
