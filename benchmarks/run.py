@@ -136,10 +136,12 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     n = good[0]["tasks"]
     times = sorted(s["seconds"] for s in good)
     best = times[0]
+    cpu = min(s["cpu_s"] for s in good)
     out: dict[str, Any] = {
         "tasks_per_s": round(n / best),
         "us_per_task": round(best / n * 1e6, 2),
         "median_us_per_task": round(statistics.median(times) / n * 1e6, 2),
+        "cpu_us_per_task": round(cpu / n * 1e6, 2),
         "rss_mb": max(s["rss_mb"] for s in good),
         "rss_before_mb": max(s["rss_before_mb"] for s in good),
         "seconds": round(best, 4),
@@ -154,9 +156,9 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
-    if "us_per_task" in a and "us_per_task" in b:
-        return round(a["us_per_task"] / b["us_per_task"], 2)
+def ratio(a: dict[str, Any], b: dict[str, Any], key: str = "us_per_task") -> float | None:
+    if key in a and key in b and b[key]:
+        return round(a[key] / b[key], 2)
     return None
 
 
@@ -201,7 +203,8 @@ def run_group(args: argparse.Namespace, sample: Sampler, shape: str, n: int, kin
         subject = summarize(samples[key])
         entry: dict[str, Any] = {"shape": shape, "n": n, "kind": kind, "mode": mode,
                                  "subject": "dask.threaded.get" if mode == "dask" else "dagexec", **subject,
-                                 "floor": floor, "ratio": ratio(subject, floor)}
+                                 "floor": floor, "ratio": ratio(subject, floor),
+                                 "cpu_ratio": ratio(subject, floor, "cpu_us_per_task")}
         if mode in PERSISTENT:
             sq = summarize(samples[f"floor_sqlite:{mode}"])
             entry["floor_sqlite"] = sq
@@ -209,6 +212,15 @@ def run_group(args: argparse.Namespace, sample: Sampler, shape: str, n: int, kin
             entry["sqlite_floor_ratio"] = ratio(sq, floor)
         results.append(entry)
     return results
+
+
+def add_deltas(results: list[dict[str, Any]]) -> None:
+    """Beside each non-off figure, what it adds per task over dagexec with persistence off."""
+    off = {(r["shape"], r["n"], r["kind"]): r for r in results if r["mode"] == "off"}
+    for r in results:
+        base = off.get((r["shape"], r["n"], r["kind"]))
+        if r["mode"] != "off" and base is not None and "us_per_task" in r and "us_per_task" in base:
+            r["delta_us_vs_off"] = round(r["us_per_task"] - base["us_per_task"], 2)
 
 
 def run_resume(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
@@ -263,7 +275,7 @@ def meta(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         import dagexec_core
 
         src = str(Path(dagexec_core.__file__).resolve().parent)
-        commit = subprocess.run(["git", "-C", src, "rev-parse", "--short", "HEAD"], capture_output=True,
+        commit = subprocess.run(["git", "-C", src, "describe", "--always", "--dirty"], capture_output=True,
                                 text=True).stdout.strip() or None
     except Exception:  # noqa: BLE001 - meta is best effort
         commit = None
@@ -301,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_case and not matrix_has_rss:
         results.extend(run_group(args, sample, "layered", RSS_N, "async", ["off"]))
     resume = run_resume(args, sample) if args.resume else None
+    add_deltas(results)
     doc["results"] = results
     doc["resume"] = resume
     doc["targets"] = targets(results, resume)
