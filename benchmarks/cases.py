@@ -16,6 +16,7 @@ the description (``dag.add`` calls / the graph dict).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import tempfile
@@ -167,37 +168,54 @@ def dask(shape: str, n: int, kind: str, concurrency: int, tmpdir: str | None = N
 # -- resume ----------------------------------------------------------------
 
 
+def _resume_dag(n: int, body: Any) -> Any:
+    """The layered DAG; two attempts each, so a task interrupted by the kill runs again on resume."""
+    from dagexec_core import Dag
+
+    dag = Dag("bench-resume")
+    for task, deps in shapes.build("layered", n).items():
+        dag.add(task, body, deps=deps, retry=2)
+    return dag
+
+
 def resume_prepare(n: int, concurrency: int, state: str) -> dict[str, Any]:
-    """Run the layered DAG until half of it completed, then cancel: a run left half done."""
-    from dagexec_core import Dag, RunHandle, run
+    """Run the layered DAG and SIGKILL this process once half its tasks ran: a crashed, half-done run.
+
+    The result line is printed just before the kill, so `run.py` reads it from
+    a process that exits by SIGKILL. (Not `RunHandle.cancel`: a cancel marks
+    the running tasks CANCELLED and skips their dependents, which a resume
+    does not run again.)
+    """
+    import signal
+
+    from dagexec_core import RunHandle, run
     from dagexec_core.errors import PluginError
 
     handle = RunHandle()
     count = [0]
     half = n // 2
+    t0 = time.perf_counter()
 
     async def body() -> None:
         count[0] += 1
         if count[0] == half:
-            handle.cancel(0)
+            print(json.dumps({"run_id": handle.run_id, "started": count[0], "killed": True,
+                              "seconds": time.perf_counter() - t0, "rss_mb": round(peak_rss_mb(), 1)}), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    dag = Dag("bench-resume")
-    for task, deps in shapes.build("layered", n).items():
-        dag.add(task, body, deps=deps)
-    t0 = time.perf_counter()
+    dag = _resume_dag(n, body)
     try:
-        report = run(dag, state=state, concurrency=concurrency, handle=handle, signals=False)
+        run(dag, state=state, concurrency=concurrency, handle=handle, signals=False)
     except PluginError as exc:
         if "storage" not in str(exc):
             raise
         return {"skipped": "no sqlite storage plugin", "detail": str(exc)}
-    return {"run_id": report.run_id, "status": report.status, "completed": report.count("completed"),
-            "seconds": time.perf_counter() - t0, "rss_mb": round(peak_rss_mb(), 1)}
+    return {"error": "the run finished before it was killed"}
 
 
 def resume(n: int, concurrency: int, state: str, run_id: str) -> dict[str, Any]:
     """Time from ``run(dag, resume=RUN_ID)`` to the first task body, and to the end."""
-    from dagexec_core import Dag, run
+    from dagexec_core import run
 
     executed = [0]
 
@@ -206,16 +224,12 @@ def resume(n: int, concurrency: int, state: str, run_id: str) -> dict[str, Any]:
             shapes.first_start.append(time.perf_counter())
         executed[0] += 1
 
-    dag = Dag("bench-resume")
-    for task, deps in shapes.build("layered", n).items():
-        dag.add(task, body, deps=deps)
+    dag = _resume_dag(n, body)
     before = peak_rss_mb()
     start = _clock()
     report = run(dag, state=state, concurrency=concurrency, resume=run_id, signals=False)
     end = _clock()
-    if not report.ok:
-        raise RuntimeError(f"resumed run not ok: {report!r}")
-    return _result(start, end, n, before, executed=executed[0])
+    return _result(start, end, n, before, executed=executed[0], ok=report.ok, counts=report.counts())
 
 
 DRIVERS = {"floor": floor, "dagexec": dagexec, "dask": dask, "resume_prepare": resume_prepare, "resume": resume}

@@ -115,7 +115,8 @@ class Sampler:
             out = {"error": f"timed out after {self.args.timeout}s"}
         else:
             lines = proc.stdout.strip().splitlines()
-            if proc.returncode != 0 or not lines:
+            killed = spec["driver"] == "resume_prepare" and proc.returncode == -9  # it kills itself
+            if (proc.returncode != 0 and not killed) or not lines:
                 tail = proc.stderr.strip().splitlines()[-5:]
                 out = {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
             else:
@@ -237,8 +238,10 @@ def run_resume(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
         return got
     return {
         "n": args.resume_n,
-        "completed_before": prep["completed"],
+        "started_before_kill": prep["started"],
         "executed_after": got.get("executed"),
+        "ok": got.get("ok"),
+        "counts": got.get("counts"),
         "start_s": round(got["startup_s"], 3) if got.get("startup_s") is not None else None,
         "total_s": round(got["seconds"], 3),
         "rss_mb": got["rss_mb"],
