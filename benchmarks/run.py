@@ -254,7 +254,8 @@ def targets(results: list[dict[str, Any]], resume: dict[str, Any] | None) -> lis
     def add(name: str, r: dict[str, Any], value: float | None, limit: float) -> None:
         out.append({"target": name, "shape": r["shape"], "n": r["n"], "kind": r["kind"], "mode": r["mode"],
                     "value": value, "limit": limit,
-                    "ok": None if value is None else value <= limit})
+                    "ok": None if value is None else value <= limit,
+                    **({"skipped": r["skipped"]} if "skipped" in r else {})})
 
     for r in results:
         if r["n"] == TARGET_N and r["mode"] == "off":
