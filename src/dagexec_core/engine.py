@@ -774,6 +774,13 @@ class Run:
             new.append(j)
             names.append(child.name)
         self.map_children[c] = new
+        # The collector is RUNNING while its elements run.
+        self._check(c, RUNNING)
+        self.states[c] = RUNNING
+        self.started[c] = time.time()
+        self.attempts[c] = 1
+        if self.persist:
+            self.rows.append((task.name, "running", 1, self.started[c], None, None, None))
         if self.persist and names:
             self.storage.add_tasks(self.run_id, names, {n: list(task.deps) for n in names})
         stack: list[int] = []
