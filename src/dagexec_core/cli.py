@@ -289,6 +289,8 @@ def _main(argv: list[str]) -> int:
     # manager (and dagplugins.py next to the file) exists before the full parse.
     pre = build_parser(None)
     known, _ = _parse_known(pre, argv)
+    if known is None:
+        pre.parse_args(argv)  # let argparse print the usage error and exit 2
     if known is None or not getattr(known, "command", None):
         pre.print_help()
         return EXIT_OK if {"-h", "--help"} & set(argv) else EXIT_USAGE

@@ -685,6 +685,8 @@ class Run:
             state = self.states[j]
             if self._h_task_finished:
                 self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
+            if state is CANCELLED:
+                continue  # dependents stay PENDING: the run resumes them
             parent = self.parent_of.get(j)
             if parent is not None:
                 self.remaining[parent] -= 1
