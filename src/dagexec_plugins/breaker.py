@@ -9,6 +9,7 @@ a resumed run starts with the breaker as the crashed run left it.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from collections import deque
@@ -210,6 +211,13 @@ class Breaker:
 
 class Plugin:
     """The built-in ``breaker`` plugin (one instance per plugin manager)."""
+
+    @hookimpl
+    def dagexec_addoption(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--breaker-max-wait", dest="breaker_max_wait", type=float, default=None, metavar="SECONDS",
+            help="how long a task waits for its open circuit breaker before failing with CircuitOpenError",
+        )
 
     @hookimpl
     def dagexec_configure(self, config: Config) -> None:
