@@ -1132,6 +1132,12 @@ def run(
     import signal
     import threading
 
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise UsageError("run() was called inside a running event loop; use `await arun(dag, ...)` there")
     handle = handle or RunHandle()
 
     async def main() -> RunReport:
