@@ -143,9 +143,13 @@ def test_cancelling_the_run_kills_a_running_worker(tmp_path: Path) -> None:
 
 
 def test_cli_runs_a_dag_file_in_worker_processes(tmp_path: Path) -> None:
-    (tmp_path / "flow.py").write_text(textwrap.dedent("""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (flows / "flow.py").write_text(textwrap.dedent("""
         import os
         from dagexec_core import Dag
+        from helpers import double  # a neighbour of the DAG file, not on the worker's path
 
         dag = Dag("flow")
 
@@ -158,14 +162,15 @@ def test_cli_runs_a_dag_file_in_worker_processes(tmp_path: Path) -> None:
             import multiprocessing
             assert multiprocessing.parent_process() is not None, "not in a worker process"
             assert where == os.getpid(), "the worker was not reused"
+            return double(21)
     """))
     env = {**os.environ, "PYTHONPATH": SRC, "DAGEXEC_DISABLE_PLUGIN_AUTOLOAD": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "dagexec_core.cli", "run", "flow.py", "--no-persist", "--json", "--executor", "process",
-         "-c", "1"],
+        [sys.executable, "-m", "dagexec_core.cli", "run", "flows/flow.py", "--no-persist", "--json",
+         "--executor", "process", "-c", "1"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"], report["tasks"]
 

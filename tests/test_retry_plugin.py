@@ -205,3 +205,24 @@ def test_pyproject_default_and_cli_budget(tmp_path: Path) -> None:
     assert (tmp_path / "calls.txt").read_text() == "xx"
     report = json.loads(result.stdout)
     assert "retry budget" in report["tasks"]["down"]["error"]
+
+
+def test_a_resumed_run_goes_on_with_the_budget_it_had_spent() -> None:
+    from dagexec_plugins.memory import MemoryStorage
+
+    storage = MemoryStorage()
+
+    class Shared:
+        @hookimpl
+        def dagexec_storage(self) -> MemoryStorage:
+            return storage
+
+    calls: dict[str, int] = {}
+    dag = Dag("budget-resume")
+    dag.add("a", always_fails("a", calls), retry=RetryPolicy(max_attempts=10, base=0))
+    first = run(dag, plugins=[Shared()], retry_budget=3)
+    assert first.metrics["retries"] == 3
+    second = run(dag, plugins=[Shared()], retry_budget=3, resume=first.run_id)
+    assert second.metrics["retries"] == 0
+    assert "retry budget" in (second.records["a"].error or "")
+    assert calls == {"a": 4 + 1}

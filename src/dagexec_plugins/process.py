@@ -137,6 +137,10 @@ def _ensure_module(modname: str, modfile: str | None) -> None:
     except ImportError:
         if not modfile:
             raise
+    # A DAG file loaded by path may import its neighbours, as it could in the parent.
+    folder = os.path.dirname(os.path.abspath(modfile))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(modname, modfile)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {modfile}")

@@ -63,15 +63,30 @@ def budget_limit(config: Config) -> int | None:
     return value
 
 
+STASH_KEY = "dagexec.retry.parsed"
+
+
+def _parsed(config: Config) -> tuple[RetryPolicy | None, dict[str, RetryPolicy]]:
+    """The run default and tag policies, parsed once for as long as the options stay the same objects."""
+    raw = (config.getoption("retry"), config.getoption("retry_tags"))
+    cached = config.stash.get(STASH_KEY)
+    if cached is not None and cached[0][0] is raw[0] and cached[0][1] is raw[1]:
+        return cached[1]  # type: ignore[no-any-return]
+    parsed = (default_policy(config), tag_policies(config))
+    config.stash[STASH_KEY] = (raw, parsed)
+    return parsed
+
+
 def policy_for(task: Task, config: Config) -> RetryPolicy:
     """The `RetryPolicy` of ``task`` under the documented precedence."""
     if task.retry is not None:
         return task.retry
+    default, tags = _parsed(config)
     if task.tags:
-        for tag, policy in tag_policies(config).items():
+        for tag, policy in tags.items():
             if tag in task.tags:
                 return policy
-    return default_policy(config) or NO_RETRY
+    return default or NO_RETRY
 
 
 class RetryBudget:
@@ -94,7 +109,7 @@ class RetryBudget:
         if self.spent >= self.limit:
             return False
         self.spent += 1
-        if self.run is not None and self.run.persist:
+        if self.run is not None:
             self.run.storage.put_meta(self.run.run_id, BUDGET_META_KEY, self.spent)
         return True
 
