@@ -132,6 +132,8 @@ def test_snapshot_and_restore_keep_the_remaining_cooldown() -> None:
         ({"breakers": {"api": {"treshold": 3}}}, r"circuit breaker 'api': unknown setting\(s\) treshold"),
         ({"breakers": {"api": {"failure_rate": 2}}}, "failure_rate must be within"),
         ({"breaker_defaults": {"probe": 0}}, "probe"),
+        ({"breakers": ["api"]}, "option breakers must be a table of breaker group -> settings"),
+        ({"breaker_tags": {"payments": 3}}, "option breaker_tags.payments must name a breaker group"),
     ],
 )
 def test_bad_breaker_settings_fail_before_the_run_naming_the_group(options: dict[str, Any], message: str) -> None:

@@ -221,7 +221,14 @@ class Plugin:
 
     @hookimpl
     def dagexec_configure(self, config: Config) -> None:
-        # Bad settings fail before the run starts, naming the group.
+        # Bad settings fail before the run starts, naming the option or the group.
+        for option, what in (("breakers", "breaker group -> settings"), ("breaker_tags", "tag -> breaker group")):
+            value = config.getoption(option)
+            if value is not None and not isinstance(value, Mapping):
+                raise UsageError(f"option {option} must be a table of {what}, not {value!r}")
+        for tag, group in (config.getoption("breaker_tags") or {}).items():
+            if not isinstance(group, str) or not group:
+                raise UsageError(f"option breaker_tags.{tag} must name a breaker group, not {group!r}")
         for name in (config.getoption("breakers") or {}):
             BreakerSettings.for_group(str(name), config)
         BreakerSettings.for_group("*", config)
