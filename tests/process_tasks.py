@@ -75,3 +75,10 @@ def raises_stubborn() -> None:
 
 def takes_lock(lock: Any) -> str:
     return repr(lock)
+
+
+def current_span_ids() -> dict[str, str]:
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}

@@ -180,3 +180,22 @@ def test_an_unknown_start_method_is_a_usage_error() -> None:
     dag.add("a", pt.pid)
     with pytest.raises(Exception, match="process_start_method='threads' is not one of spawn, forkserver, fork"):
         run(dag, persist=False, executor="process", process_start_method="threads")
+
+
+def test_a_process_task_runs_under_its_attempt_span_when_tracing() -> None:
+    pytest.importorskip("dagexec_plugins.tracing", reason="the tracing plugin is not on this branch yet")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    dag = Dag("traced")
+    dag.add("ids", pt.current_span_ids)
+    report = run(dag, persist=False, executor="process", tracer_provider=provider)
+    attempt = next(s for s in exporter.get_finished_spans() if s.name == "ids attempt 1")
+    assert report.outputs["ids"] == {
+        "trace_id": format(attempt.context.trace_id, "032x"),
+        "span_id": format(attempt.context.span_id, "016x"),
+    }

@@ -174,7 +174,7 @@ def worker_main(conn: Connection) -> None:
             return
         if msg is None:
             return
-        task_name, modname, modfile, blob = msg
+        task_name, modname, modfile, blob, carrier = msg
         try:
             _ensure_module(modname, modfile)
             fn, kwargs = pickle.loads(blob)
@@ -190,7 +190,13 @@ def worker_main(conn: Connection) -> None:
             ctx._start()
         conn.send(("started", os.getpid()))
         try:
-            value = fn(**kwargs)
+            if carrier:
+                from dagexec_plugins.tracing import remote_context
+
+                with remote_context(carrier):
+                    value = fn(**kwargs)
+            else:
+                value = fn(**kwargs)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             _send_error(conn, exc)
             continue
@@ -258,7 +264,7 @@ class ProcessExecutor:
         assert loop is not None, "executor not started"
         if task.is_async:
             return loop.create_task(_with_deadline(task, task.fn(**kwargs), timeout), context=context)
-        msg = self._message(task, kwargs, timeout)
+        msg = self._message(task, kwargs, timeout, context)
         worker = self.idle.pop() if self.idle else self._spawn()
         fut: asyncio.Future[Any] = loop.create_future()
         job = _Job(task, fut, timeout, worker)
@@ -287,7 +293,7 @@ class ProcessExecutor:
 
     # -- internals -----------------------------------------------------------
 
-    def _message(self, task: Task, kwargs: dict[str, Any], timeout: float | None) -> tuple[Any, ...]:
+    def _message(self, task: Task, kwargs: dict[str, Any], timeout: float | None, context: Any) -> tuple[Any, ...]:
         fn = task.fn
         kwargs = dict(kwargs)
         ctx = kwargs.get("ctx")
@@ -315,7 +321,7 @@ class ProcessExecutor:
         modname = getattr(fn, "__module__", None) or "__main__"
         module = sys.modules.get(modname)
         modfile = getattr(module, "__file__", None)
-        return (task.name, modname, modfile, blob)
+        return (task.name, modname, modfile, blob, _trace_carrier(context))
 
     def _spawn(self) -> _Worker:
         parent, child = self.mp.Pipe()
@@ -405,6 +411,22 @@ class ProcessExecutor:
             worker.process.kill()
         worker.process.join()
         worker.conn.close()
+
+
+def _trace_carrier(context: Any) -> dict[str, str]:
+    """The attempt span's W3C trace context, so spans a body makes in its worker join the run's trace.
+
+    The engine hands ``submit`` a context only when some plugin listens to
+    task starts; without the tracing plugin there is nothing to carry.
+    """
+    if context is None:
+        return {}
+    try:
+        from dagexec_plugins.tracing import inject_context
+    except ImportError:
+        return {}
+    carrier: dict[str, str] = inject_context(context)
+    return carrier
 
 
 def _fail(job: _Job, exc: BaseException) -> None:
