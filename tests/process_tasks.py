@@ -82,3 +82,14 @@ def current_span_ids() -> dict[str, str]:
 
     ctx = trace.get_current_span().get_span_context()
     return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+
+
+def dies_once(marker: str) -> int:
+    """The first attempt kills its own worker, as the OOM killer or a segfault would."""
+    import signal
+
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()

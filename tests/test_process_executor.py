@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import process_tasks as pt
-from dagexec_core import Dag, RetryPolicy, RunHandle, TaskPicklingError, TaskTimeoutError, run
+from dagexec_core import Dag, RetryPolicy, RunHandle, TaskPicklingError, TaskTimeoutError, hookimpl, run
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -199,3 +199,20 @@ def test_a_process_task_runs_under_its_attempt_span_when_tracing() -> None:
         "trace_id": format(attempt.context.trace_id, "032x"),
         "span_id": format(attempt.context.span_id, "016x"),
     }
+
+
+def test_a_worker_that_dies_fails_its_attempt_and_the_retry_gets_a_fresh_worker(tmp_path: Path) -> None:
+    marker = tmp_path / "died"
+    rec_errors: list[str] = []
+
+    class Retrying:
+        @hookimpl
+        def dagexec_task_retrying(self, error: BaseException) -> None:
+            rec_errors.append(f"{type(error).__name__}: {error}")
+
+    dag = Dag("dies")
+    dag.add("dies", pt.dies_once, static_kwargs={"marker": str(marker)}, retry=RetryPolicy(max_attempts=2, base=0))
+    report = run(dag, persist=False, executor="process", plugins=[Retrying()])
+    first = int(marker.read_text())
+    assert report.ok and report.outputs["dies"] != first
+    assert rec_errors == [f"WorkerDiedError: task 'dies': its worker process {first} died (exit code -9) while running it"]

@@ -340,6 +340,7 @@ class ProcessExecutor:
         try:
             msg = worker.conn.recv()
         except (EOFError, OSError):
+            worker.process.join(5)  # the pipe closed because the process ended: reap it for its exit code
             code = worker.process.exitcode
             self._kill(worker)
             if job is not None:
