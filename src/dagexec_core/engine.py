@@ -21,10 +21,12 @@ import secrets
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import pluggy
 
 from .config import Config
@@ -33,7 +35,6 @@ from .dag import Dag, Task
 from .errors import (
     CircuitOpenError,
     DagChangedError,
-    DagexecError,
     OutputSerializationError,
     PluginError,
     TaskCancelledError,
@@ -72,7 +73,7 @@ EVENT_HOOKS = (
 
 
 def new_run_id() -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
@@ -207,6 +208,9 @@ class Run:
         # -- the task table ------------------------------------------------
         order = dag.topological_order()
         self.tasks: list[Task] = [dag[n] for n in order]
+        breaker_tags = config.getoption("breaker_tags")
+        if breaker_tags:
+            self.tasks = [_tag_breaker(t, breaker_tags) for t in self.tasks]
         self.index: dict[str, int] = {t.name: i for i, t in enumerate(self.tasks)}
         n = len(self.tasks)
         self.states: list[TaskState] = [PENDING] * n
@@ -241,6 +245,7 @@ class Run:
         self.done_queue: list[asyncio.Future[Any]] = []
         self.retry_handles: dict[int, asyncio.TimerHandle] = {}
         self.breaker_waiting: dict[int, float] = {}  # idx -> wait started
+        self.breaker_queued: set[int] = set()  # waiting tasks put back on the ready-queue
         self.policies: dict[int, RetryPolicyLike] = {}
         self.last_delay: dict[int, float] = {}
         self.last_exc: dict[int, BaseException] = {}
@@ -251,6 +256,9 @@ class Run:
         self.stored_extra: dict[str, TaskRecord] = {}
         self.n_retries = 0
         self.n_started = 0
+        # Set once per run in _resolve_stages: does any plugin implement the event hook?
+        self._h_run_started = self._h_task_started = self._h_task_retrying = False
+        self._h_task_finished = self._h_task_dead_lettered = self._h_run_finished = False
 
     # ------------------------------------------------------------------
     # public helpers used by TaskContext and plugins
@@ -308,10 +316,7 @@ class Run:
         return self.states.count(state)
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.states:
-            out[s.value] = out.get(s.value, 0) + 1
-        return out
+        return {state.value: n for state, n in Counter(self.states).items()}
 
     def record(self, i: int) -> TaskRecord:
         return TaskRecord(
@@ -324,10 +329,10 @@ class Run:
             output=self.outputs[i] if self.states[i] is COMPLETED else None,
         )
 
-    def metrics_snapshot(self) -> dict[str, Any]:
-        counts = self.counts()
+    def metrics_snapshot(self, counts: dict[str, int] | None = None) -> dict[str, Any]:
+        counts = counts or self.counts()
         durs = sorted(
-            f - s for s, f, st in zip(self.started, self.finished, self.states)
+            f - s for s, f, st in zip(self.started, self.finished, self.states, strict=True)
             if s is not None and f is not None and st is COMPLETED
         )
 
@@ -604,10 +609,10 @@ class Run:
         delay = None
         if not self.cancelling and not isinstance(exc, (OutputSerializationError, CircuitOpenError)):
             policy = self._policy(i)
-            try:
-                delay = policy.next_delay(attempt, exc)  # type: ignore[call-arg]
-            except PluginError:
-                raise
+            if isinstance(policy, RetryPolicy):  # a bare policy: decorrelated jitter needs the last delay
+                delay = policy.next_delay(attempt, exc, previous=self.last_delay.get(i))
+            else:
+                delay = policy.next_delay(attempt, exc)
         if delay is not None:
             self._check(i, RETRYING)
             self.states[i] = RETRYING
@@ -686,6 +691,8 @@ class Run:
             state = self.states[j]
             if self._h_task_finished:
                 self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
+            if state is CANCELLED:
+                continue  # dependents stay PENDING: the run resumes them
             parent = self.parent_of.get(j)
             if parent is not None:
                 self.remaining[parent] -= 1
@@ -775,6 +782,13 @@ class Run:
             new.append(j)
             names.append(child.name)
         self.map_children[c] = new
+        # The collector is RUNNING while its elements run.
+        self._check(c, RUNNING)
+        self.states[c] = RUNNING
+        self.started[c] = time.time()
+        self.attempts[c] = 1
+        if self.persist:
+            self.rows.append((task.name, "running", 1, self.started[c], None, None, None))
         if self.persist and names:
             self.storage.add_tasks(self.run_id, names, {n: list(task.deps) for n in names})
         stack: list[int] = []
@@ -821,17 +835,18 @@ class Run:
     def _breaker_allows(self, i: int, name: str) -> bool:
         breaker = self.breakers.get(name)
         if breaker is None:
-            breaker = call_hook(self.pm, "dagexec_circuit_breaker", name=name, config=self.config)
+            breaker = call_hook(self.pm, "dagexec_circuit_breaker", name=name, config=self.config, run=self)
             if breaker is None:
                 raise PluginError(f"no plugin provides a circuit breaker for group {name!r} (is 'breaker' blocked?)")
             self.breakers[name] = breaker
+        self.breaker_queued.discard(i)
         if breaker.allow():
             self.breaker_waiting.pop(i, None)
             return True
         since = self.breaker_waiting.setdefault(i, time.monotonic())
         if time.monotonic() - since > self.breaker_max_wait:
+            # The attempt is refused, not made: attempts stay as they are.
             self.breaker_waiting.pop(i, None)
-            self.attempts[i] += 1
             self.started[i] = time.time()
             self._fail(
                 i,
@@ -847,7 +862,9 @@ class Run:
 
     def _recheck_breakers(self) -> None:
         for i in list(self.breaker_waiting):
-            if self.states[i] is PENDING or self.states[i] is RETRYING:
+            # Once on the queue is enough: a second entry would launch the task twice.
+            if (self.states[i] is PENDING or self.states[i] is RETRYING) and i not in self.breaker_queued:
+                self.breaker_queued.add(i)
                 self._push_ready(i)
 
     # -- stages ----------------------------------------------------------------
@@ -873,9 +890,10 @@ class Run:
     def _policy(self, i: int) -> RetryPolicyLike:
         policy = self.policies.get(i)
         if policy is None:
-            policy = call_hook(self.pm, "dagexec_retry_policy", task=self.tasks[i], config=self.config) or (
-                self.tasks[i].retry or _NO_RETRY
+            found: RetryPolicyLike | None = call_hook(
+                self.pm, "dagexec_retry_policy", task=self.tasks[i], config=self.config, run=self
             )
+            policy = found or self.tasks[i].retry or _NO_RETRY
             self.policies[i] = policy
         return policy
 
@@ -970,8 +988,10 @@ class Run:
             stack = [i]
             while stack:
                 for c in self.children[stack.pop()]:
-                    rec = records.get(self.tasks[c].name)
-                    if c not in to_reset and rec is not None and rec.state in (SKIPPED, FAILED, DEAD_LETTERED, CANCELLED):
+                    child = records.get(self.tasks[c].name)
+                    if c not in to_reset and child is not None and child.state in (
+                        SKIPPED, FAILED, DEAD_LETTERED, CANCELLED
+                    ):
                         to_reset.add(c)
                         stack.append(c)
         new_names: list[str] = []
@@ -980,10 +1000,11 @@ class Run:
                 self.stored_extra[name] = rec
         now = time.time()
         for i, task in enumerate(self.tasks):
-            rec = records.get(task.name)
-            if rec is None:
+            found = records.get(task.name)
+            if found is None:
                 new_names.append(task.name)
                 continue
+            rec = found
             self.attempts[i] = rec.attempts
             self.started[i], self.finished[i] = rec.started_at, rec.finished_at
             self.errors[i] = rec.error
@@ -1027,7 +1048,19 @@ def _is_mapped_name(name: str, index: Mapping[str, int]) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    notes = getattr(exc, "__notes__", None)
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} ({'; '.join(map(str, notes))})" if notes else text
+
+
+def _tag_breaker(task: Task, breaker_tags: Mapping[str, str]) -> Task:
+    """``task`` joined to the breaker group its first tag in ``breaker_tags`` names (its own ``breaker=`` wins)."""
+    if task.breaker is not None or not task.tags:
+        return task
+    for tag, group in breaker_tags.items():
+        if tag in task.tags:
+            return attrs.evolve(task, breaker=str(group))
+    return task
 
 
 # ---------------------------------------------------------------------------
@@ -1062,7 +1095,7 @@ def _make_config(
         for k, v in opts.items():
             config.options[k] = v
         return config, False
-    dag_path = Path(dag.source_file) if getattr(dag, "source_file", None) else None
+    dag_path = Path(dag.source_file) if dag.source_file else None
     pm = build_plugin_manager(plugins=plugins, plugin_args=opts.pop("plugin_args", ()), dag_path=dag_path)
     cfg = Config(pm, opts, dag_path=dag_path)
     if cfg.getoption("persist") is False:
@@ -1123,11 +1156,17 @@ def run(
     import signal
     import threading
 
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise UsageError("run() was called inside a running event loop; use `await arun(dag, ...)` there")
     handle = handle or RunHandle()
 
     async def main() -> RunReport:
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
         if signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:

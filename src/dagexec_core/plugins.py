@@ -25,9 +25,11 @@ from .errors import PluginHookError, PluginLoadError
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "dagexec_plugins.memory"),
     ("local", "dagexec_plugins.local"),
+    ("process", "dagexec_plugins.process"),
     ("retry", "dagexec_plugins.retry"),
     ("breaker", "dagexec_plugins.breaker"),
     ("deadletter", "dagexec_plugins.deadletter"),
+    ("dask", "dagexec_plugins.dask"),
 )
 
 ENTRY_POINT_GROUP = "dagexec"
@@ -86,7 +88,7 @@ class PluginManager(pluggy.PluginManager):
 def _file_of(plugin: object) -> str | None:
     target = plugin if isinstance(plugin, ModuleType) else type(plugin)
     try:
-        return inspect.getsourcefile(target)  # type: ignore[arg-type]
+        return inspect.getsourcefile(target)
     except TypeError:
         return None
 
@@ -185,7 +187,7 @@ def _instantiate(obj: Any) -> object:
         return factory()
     if inspect.isclass(obj):
         return obj()
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def find_dagplugins(dag_path: Path, rootdir: Path | None = None) -> list[Path]:
