@@ -181,10 +181,8 @@ def _resume_dag(n: int, body: Any) -> Any:
 def resume_prepare(n: int, concurrency: int, state: str) -> dict[str, Any]:
     """Run the layered DAG and SIGKILL this process once half its tasks ran: a crashed, half-done run.
 
-    The result line is printed just before the kill, so `run.py` reads it from
-    a process that exits by SIGKILL. (Not `RunHandle.cancel`: a cancel marks
-    the running tasks CANCELLED and skips their dependents, which a resume
-    does not run again.)
+    A crash is the case resume exists for. The result line is printed just
+    before the kill, so `run.py` reads it from a process that exits by SIGKILL.
     """
     import signal
 
