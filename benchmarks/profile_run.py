@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.shape} N={args.n} {args.kind} mode={args.mode}: {total:.3f}s under cProfile, "
           f"{total / args.n * 1e6:.1f} us/task")
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         inside = "dagexec_core" in file or "dagexec_plugins" in file
         rows.append((tt, ct, nc, inside, f"{Path(file).name}:{line}({func})"))
     rows.sort(reverse=True)

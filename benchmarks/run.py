@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +284,7 @@ def meta(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - meta is best effort
         commit = None
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python benchmarks/run.py " + " ".join(argv),
         "python": platform.python_version(),
         "platform": platform.platform(),
