@@ -151,7 +151,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     starts = [s["startup_s"] for s in good if s.get("startup_s") is not None]
     if starts:
         out["startup_ms"] = round(min(starts) * 1000, 2)
-    for key in ("build_s", "spans_exported"):
+    for key in ("build_s", "plugin_import_ms", "spans_exported"):
         if key in good[0]:
             out[key] = good[0][key]
     return out
