@@ -10,7 +10,8 @@ body), or ``skipped`` with the reason.
 The timed part of every driver includes event-loop start-up (`asyncio.run`
 for the floors, `dagexec.run` for dagexec, which calls it) and building its
 own scheduling structures from the DAG description; it excludes building
-the description (``dag.add`` calls / the graph dict).
+the description (``dag.add`` calls / the graph dict) and imports, dagexec's
+built-in plugin modules included (see `_import_plugins`).
 """
 
 from __future__ import annotations
