@@ -49,6 +49,8 @@ DURABILITY = {"fast": "OFF", "normal": "NORMAL", "durable": "FULL"}
 LOCK_STALE_AFTER = 300.0
 HEARTBEAT_EVERY = 5.0
 
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
 _STATES = {s.value: s for s in TaskState}
 
 _UPDATE_TASK = (
@@ -183,10 +185,6 @@ class SqliteStorage:
         dag_file: str | None = None,
         create: bool = True,
     ) -> None:
-        if durability not in DURABILITY:
-            raise UsageError(
-                f"unknown durability {durability!r}; choose one of {', '.join(DURABILITY)} (see docs/reliability.md)"
-            )
         self.path = Path(path)
         self.durability = durability
         self.serializer: Serializer = serializer or JsonSerializer()
@@ -197,12 +195,28 @@ class SqliteStorage:
         self._started = _proc_start(self._pid)
         self._heartbeat: dict[str, float] = {}
         self._closed = False
-        self.conn = self._open(create)
-        self.db = sqlite_utils.Database(self.conn, execute_plugins=False)
+        self._create = create
+        self._conn: sqlite3.Connection | None = None
 
     # -- opening ---------------------------------------------------------------
 
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, opened on first use: errors then reach the caller as `StateFileError`."""
+        if self._conn is None:
+            with self._lock:
+                if self._closed:
+                    raise StateFileError(f"state file {str(self.path)!r} was closed")
+                if self._conn is None:
+                    self._conn = self._open(self._create)
+        return self._conn
+
     def _open(self, create: bool) -> sqlite3.Connection:
+        if self.durability not in DURABILITY:
+            raise UsageError(
+                f"unknown durability {self.durability!r}; choose one of {', '.join(DURABILITY)} "
+                f"(see docs/reliability.md)"
+            )
         path = self.path
         exists = path.exists()
         if exists and path.is_dir():
@@ -248,7 +262,9 @@ class SqliteStorage:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+                raise self._error("open", exc) from exc
             raise StateFileError(
                 f"{str(path)!r} is not a dagexec state file or is corrupt ({exc}); "
                 f"it was left untouched: pass another state= path or move the file away"
@@ -314,8 +330,6 @@ class SqliteStorage:
     def _tx(self, doing: str, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
         """One transaction, rolled back whole on any error (so no partial step is ever left)."""
         with self._lock:
-            if self._closed:
-                raise StateFileError(f"state file {str(self.path)!r} was closed")
             conn = self.conn
             try:
                 conn.execute(begin)
@@ -563,9 +577,10 @@ class SqliteStorage:
 
     def close(self) -> None:
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self.conn.close()
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def __repr__(self) -> str:
         return f"<SqliteStorage {str(self.path)!r} durability={self.durability}>"
