@@ -158,6 +158,15 @@ def build_parser(pm: PluginManager | None) -> argparse.ArgumentParser:
 COMMANDS: list[Callable[[Any, PluginManager | None], None]] = []
 
 
+def _stored_run_commands(sub: Any, pm: PluginManager | None) -> None:
+    from .cli_runs import add_commands  # resume, runs, show, dlq
+
+    add_commands(sub, pm)
+
+
+COMMANDS.append(_stored_run_commands)
+
+
 # ---------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------

@@ -654,7 +654,7 @@ def open_storage(config: Config, *, create: bool = True) -> SqliteStorage:
         str(config.getoption("durability") or "normal"),
         serializer=config.getoption("serializer"),
         dag_file=str(config.dag_path.resolve()) if config.dag_path else None,
-        create=create,
+        create=create and config.getoption("create_state", True) is not False,
     )
 
 
@@ -666,6 +666,14 @@ def dagexec_storage(config: Config) -> SqliteStorage | None:
     storage = open_storage(config)
     config.stash.setdefault("dagexec.sqlite.opened", []).append(storage)
     return storage
+
+
+@hookimpl
+def dagexec_addoption(parser: Any) -> None:
+    parser.add_argument(
+        "--durability", choices=tuple(DURABILITY), default=None,
+        help="fast, normal (default: survives a killed process) or durable (survives power loss)",
+    )
 
 
 @hookimpl
