@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,8 @@ from .stages import DeadLetter, DeadLetterQueue, RunInfo, Storage
 from .state import TaskRecord
 
 EXIT_OK, EXIT_FAILED = 0, 1
+#: Parsed arguments of these commands that are not run options.
+_NOT_OPTIONS = frozenset({"run_id", "replay", "entry_ids", "run", "action", "all", "limit"})
 
 
 # ---------------------------------------------------------------------------
@@ -65,33 +67,19 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
     p_show.add_argument("--json", action="store_true")
     p_show.set_defaults(func=cmd_show)
 
-    p_dlq = sub.add_parser("dlq", help="the dead-letter queue: tasks whose retries were exhausted")
-    dlq = p_dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
-    p_list = dlq.add_parser("list", help="list dead letters")
-    _add_state_option(p_list)
-    p_list.add_argument("--run", metavar="RUN_ID", default=None, help="only those of this run")
-    p_list.add_argument("--json", action="store_true")
-    p_list.set_defaults(func=cmd_dlq_list)
-    p_dshow = dlq.add_parser("show", help="one dead letter with its traceback")
-    p_dshow.add_argument("entry_id", metavar="ID")
-    _add_state_option(p_dshow)
-    p_dshow.add_argument("--json", action="store_true")
-    p_dshow.set_defaults(func=cmd_dlq_show)
-    p_replay = dlq.add_parser(
-        "replay", help="re-run dead-lettered tasks and the dependents skipped because of them, in their run",
+    p_dlq = sub.add_parser(
+        "dlq", help="the dead-letter queue: tasks whose retries were exhausted",
+        description="list: the entries; show ID: one with its traceback; replay ID...|--run RUN_ID: re-run the "
+        "tasks and the dependents skipped because of them, inside their run; purge ID...|--run RUN_ID|--all.",
     )
-    p_replay.add_argument("entry_ids", metavar="ID", nargs="*")
-    p_replay.add_argument("--run", metavar="RUN_ID", default=None, help="replay every dead letter of this run")
-    p_replay.add_argument("--dag", dest="target", metavar="FILE[:DAG]", default=None,
-                          help="the DAG file (default: the file the run was started from)")
-    _add_run_options(p_replay)
-    p_replay.set_defaults(func=cmd_dlq_replay)
-    p_purge = dlq.add_parser("purge", help="delete dead letters")
-    p_purge.add_argument("entry_ids", metavar="ID", nargs="*")
-    p_purge.add_argument("--run", metavar="RUN_ID", default=None, help="every dead letter of this run")
-    p_purge.add_argument("--all", action="store_true", help="every dead letter in the state file")
-    _add_state_option(p_purge)
-    p_purge.set_defaults(func=cmd_dlq_purge)
+    p_dlq.add_argument("action", choices=DLQ_ACTIONS, metavar="{list,show,replay,purge}")
+    p_dlq.add_argument("entry_ids", metavar="ID", nargs="*")
+    p_dlq.add_argument("--run", metavar="RUN_ID", default=None, help="the dead letters of this run")
+    p_dlq.add_argument("--all", action="store_true", help="purge: every dead letter in the state file")
+    p_dlq.add_argument("--dag", dest="target", metavar="FILE[:DAG]", default=None,
+                       help="replay: the DAG file (default: the file the run was started from)")
+    _add_run_options(p_dlq)
+    p_dlq.set_defaults(func=cmd_dlq)
 
 
 def _add_state_option(p: argparse.ArgumentParser) -> None:
@@ -165,7 +153,7 @@ def _continue(
     dag, path = _stored_dag(info, target)
     # dagplugins.py beside the DAG file applies, as for `dagexec run FILE`
     run_pm = build_plugin_manager(plugin_args=args.plugin_args, dag_path=path)
-    options = {k: v for k, v in _run_options(args).items() if k not in ("run_id", "replay", "entry_ids", "run")}
+    options = {k: v for k, v in _run_options(args).items() if k not in _NOT_OPTIONS}
     config = Config(run_pm, options, dag_path=path)
     run_pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
     try:
@@ -217,6 +205,12 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
     return EXIT_OK
 
 
+def cmd_dlq(args: argparse.Namespace, pm: PluginManager) -> int:
+    if args.action != "purge" and args.all:
+        raise UsageError(f"dlq {args.action}: --all only goes with purge")
+    return int(DLQ_ACTIONS[args.action](args, pm))
+
+
 def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
     with open_state(pm, args) as (config, storage):
         entries = dead_letter_queue(pm, config, storage).list(args.run)
@@ -235,7 +229,9 @@ def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
 
 def cmd_dlq_show(args: argparse.Namespace, pm: PluginManager) -> int:
     with open_state(pm, args) as (config, storage):
-        entry = _get(dead_letter_queue(pm, config, storage), args.entry_id)
+        if len(args.entry_ids) != 1:
+            raise UsageError("dlq show: give one dead-letter ID (see `dagexec dlq list`)")
+        entry = _get(dead_letter_queue(pm, config, storage), args.entry_ids[0])
     if args.json:
         print(json.dumps(entry.to_dict(), indent=2))
         return EXIT_OK
@@ -281,6 +277,9 @@ def cmd_dlq_purge(args: argparse.Namespace, pm: PluginManager) -> int:
             queue.remove(e.id)
     print(f"purged {len(entries)} dead letter(s)")
     return EXIT_OK
+
+
+DLQ_ACTIONS = {"list": cmd_dlq_list, "show": cmd_dlq_show, "replay": cmd_dlq_replay, "purge": cmd_dlq_purge}
 
 
 # ---------------------------------------------------------------------------
@@ -335,7 +334,7 @@ def _short(text: str | None, width: int = 80) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())

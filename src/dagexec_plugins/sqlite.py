@@ -69,7 +69,7 @@ _INSERT_TASK = (
 
 
 def _migrate_to_1(db: sqlite_utils.Database) -> None:
-    db["runs"].create(
+    db.table("runs").create(
         {
             "run_id": str,
             "dag_name": str,
@@ -89,7 +89,7 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
         pk="run_id",
         not_null=["dag_name", "status", "started_at"],
     )
-    db["tasks"].create(
+    db.table("tasks").create(
         {
             "run_id": str,
             "name": str,
@@ -105,12 +105,12 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
         pk=("run_id", "name"),
         not_null=["state", "attempts"],
     )
-    db["transitions"].create(
+    db.table("transitions").create(
         {"id": int, "run_id": str, "task": str, "state": str, "attempts": int, "at": float, "error": str},
         pk="id",
     )
-    db["transitions"].create_index(["run_id"], index_name="transitions_run")
-    db["dead_letters"].create(
+    db.table("transitions").create_index(["run_id"], index_name="transitions_run")
+    db.table("dead_letters").create(
         {
             "id": str,
             "run_id": str,
@@ -125,9 +125,9 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["dead_letters"].create_index(["run_id"], index_name="dead_letters_run")
-    db["task_state"].create({"dag_name": str, "task": str, "value": str, "updated_at": float}, pk=("dag_name", "task"))
-    db["run_meta"].create({"run_id": str, "key": str, "value": str}, pk=("run_id", "key"))
+    db.table("dead_letters").create_index(["run_id"], index_name="dead_letters_run")
+    db.table("task_state").create({"dag_name": str, "task": str, "value": str, "updated_at": float}, pk=("dag_name", "task"))
+    db.table("run_meta").create({"run_id": str, "key": str, "value": str}, pk=("run_id", "key"))
 
 
 #: ``version -> step`` bringing a file from ``version - 1`` to ``version``.
