@@ -553,9 +553,65 @@ def test_task_interrupted_on_its_last_attempt_is_failed_on_resume(
     child.wait(timeout=60)
     # the stored run used retry=3 and got 1 attempt; run it with a 1-attempt policy now
     report = run(no_retry, state=str(db), resume=run_id)
-    assert report.records["hold"].state is TaskState.FAILED
-    assert "interrupted by a crash" in (report.records["hold"].error or "")
+    assert report.records["hold"].state is TaskState.DEAD_LETTERED
+    assert f"interrupted on its last attempt (1) when the process driving run {run_id} died" in (
+        report.records["hold"].error or ""
+    )
     assert report.records["after"].state is TaskState.SKIPPED
+    entries = SqliteStorage(db).dead_letter_queue().list(run_id)
+    assert [(e.task, e.error_type) for e in entries] == [("hold", "dagexec_core.errors.TaskInterruptedError")]
+
+
+MAP_DAG = textwrap.dedent(
+    """
+    import os, sys
+    from dagexec_core import Dag, run
+
+    dag = Dag("mapped")
+
+    @dag.task
+    def items():
+        return [1, 2, 3, 4]
+
+    def square(item, ctx):
+        if item == 3 and os.environ.get("GATE"):
+            print(ctx.run_id, flush=True)
+            with open(os.environ["GATE"]) as f:
+                f.read()
+        return item * item
+
+    dag.map(square, over="items", name="squares")
+
+    @dag.task(deps=["squares"])
+    def total(squares):
+        return sum(squares)
+
+    if __name__ == "__main__":
+        run(dag, state=os.environ["STATE"], signals=False)
+    """
+)
+
+
+def test_crash_while_mapped_elements_run_resumes_the_map_reusing_completed_elements(tmp_path: Path) -> None:
+    path = tmp_path / "map_dag.py"
+    path.write_text(MAP_DAG)
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    db = tmp_path / "s.db"
+    child, run_id = start_holder(path, gate, db)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    stored = SqliteStorage(db).load_records(run_id)
+    assert stored["squares"].state is TaskState.RUNNING and stored["squares[2]"].state is TaskState.RUNNING
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("map_dag", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = run(module.dag, state=str(db), resume=run_id)
+    assert report.ok, report.records
+    assert report.outputs["squares"] == [1, 4, 9, 16] and report.outputs["total"] == 30
 
 
 # -- per-task state, meta, dead letters ------------------------------------------------------
@@ -633,3 +689,41 @@ def test_write_is_one_transaction_per_call(tmp_path: Path) -> None:
     assert [s for s in commits if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
     assert storage.conn.total_changes - before == 2 * len(names)  # a record and a log entry per row
     storage.close()
+
+
+def test_a_cancelled_run_is_resumable_from_the_state_file(tmp_path: Path) -> None:
+    from dagexec_core import RunHandle
+
+    db = tmp_path / "s.db"
+    handle = RunHandle()
+    calls: list[str] = []
+    dag = Dag("cancel")
+
+    @dag.task
+    def first() -> int:
+        calls.append("first")
+        return 1
+
+    @dag.task(deps=["first"])
+    async def second(first: int) -> int:
+        calls.append("second")
+        if len(calls) == 2:
+            handle.cancel(grace_period=0)  # cancels this very task
+            import asyncio
+
+            await asyncio.Event().wait()
+        return first + 1
+
+    @dag.task(deps=["second"])
+    def third(second: int) -> int:
+        calls.append("third")
+        return second + 1
+
+    report = run(dag, state=str(db), handle=handle)
+    assert report.status == "cancelled"
+    stored = SqliteStorage(db).load_records(report.run_id)
+    assert [stored[n].state.value for n in ("first", "second", "third")] == ["completed", "cancelled", "pending"]
+    assert SqliteStorage(db).get_run(report.run_id).status == "cancelled"
+    again = run(dag, state=str(db), resume=report.run_id)
+    assert again.ok and again.outputs["third"] == 3
+    assert calls == ["first", "second", "second", "third"]

@@ -256,7 +256,8 @@ def cmd_dlq_replay(args: argparse.Namespace, pm: PluginManager) -> int:
             f"replay one run at a time (--run RUN_ID)"
         )
     run_id = entries[0].run_id
-    tasks = sorted({e.task for e in entries})
+    # an element of a dynamic map ("name[3]") is replayed through its collector, which maps again
+    tasks = sorted({_base_task(e.task) for e in entries})
     code, report = _continue(args, pm, run_id, args.target, tasks)
     # The replayed entries are settled: a task that failed again has a fresh entry.
     with open_state(pm, args) as (config, storage):
@@ -264,7 +265,7 @@ def cmd_dlq_replay(args: argparse.Namespace, pm: PluginManager) -> int:
         for e in entries:
             queue.remove(e.id)
     if not args.json and getattr(args, "quiet", 0) < 1:
-        ok = [t for t in tasks if report.records[t].state.value == "completed"]
+        ok = [t for t in tasks if t in report.records and report.records[t].state.value == "completed"]
         print(f"replayed {', '.join(tasks)} in run {run_id}: {len(ok)} of {len(tasks)} completed")
     return code
 
@@ -306,6 +307,11 @@ def _select(queue: DeadLetterQueue, args: argparse.Namespace, *, what: str) -> l
         hint = " or --all" if what == "purge" else ""
         raise UsageError(f"dlq {what}: give dead-letter IDs (see `dagexec dlq list`), --run RUN_ID{hint}")
     return [_get(queue, i) for i in args.entry_ids]
+
+
+def _base_task(name: str) -> str:
+    base, sep, rest = name.partition("[")
+    return base if sep and rest.endswith("]") else name
 
 
 def _when(ts: float | None) -> str:

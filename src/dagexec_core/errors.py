@@ -77,6 +77,10 @@ class OutputSerializationError(DagexecError, TypeError):
     """A task returned a value that cannot be stored as JSON."""
 
 
+class TaskInterruptedError(DagexecError):
+    """The process driving a run died during a task's last attempt (found on resume)."""
+
+
 class TaskCancelledError(DagexecError):
     """The run was cancelled while the task was running."""
 
