@@ -407,7 +407,7 @@ class SqliteStorage:
                 (self._pid, self._host, self._started, now, run_id),
             )
         self._heartbeat[run_id] = now
-        info = self.get_run(run_id)
+        info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
         records, fingerprint = self._load(run_id, want_deps=True)
         return info, records, fingerprint
 
@@ -470,12 +470,14 @@ class SqliteStorage:
         "lock_pid, lock_host, lock_started, lock_heartbeat"
     )
 
-    def _run_info(self, row: Sequence[Any]) -> RunInfo:
+    def _run_info(self, row: Sequence[Any], with_counts: bool = True) -> RunInfo:
         run_id, dag_name, status, started, finished, task_count, counts, trace_id, meta, dag_file = row[:10]
         if status == "running" and self._holder(row[10:]) is None:
             status = "crashed"  # its driver died without finishing it: resumable
-        if counts is None or status in ("running", "crashed"):
-            counts_map: dict[str, int] = dict(
+        if not with_counts:
+            counts_map: dict[str, int] = {}
+        elif counts is None or status in ("running", "crashed"):
+            counts_map = dict(
                 self._query("SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state", (run_id,))
             )
         else:
@@ -492,11 +494,11 @@ class SqliteStorage:
         rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
         return [self._run_info(r) for r in rows]
 
-    def get_run(self, run_id: str) -> RunInfo:
+    def get_run(self, run_id: str, counts: bool = True) -> RunInfo:
         rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise self._not_found(run_id)
-        return self._run_info(rows[0])
+        return self._run_info(rows[0], counts)
 
     def _not_found(self, run_id: str) -> RunNotFoundError:
         return RunNotFoundError(
@@ -509,14 +511,18 @@ class SqliteStorage:
 
     def _load(self, run_id: str, want_deps: bool) -> tuple[dict[str, TaskRecord], dict[str, list[str]]]:
         """Every record of a run in one query, outputs decoded (never unpickled)."""
+        # The fingerprint only matters for completed tasks (the engine checks that their
+        # dependencies did not change), so only theirs is read.
+        deps_column = "CASE WHEN state = 'completed' THEN deps END" if want_deps else "NULL"
         rows = self._query(
-            "SELECT name, state, attempts, error, started_at, finished_at, output, deps FROM tasks "
+            f"SELECT name, state, attempts, error, started_at, finished_at, output, {deps_column} FROM tasks "
             "WHERE run_id = ? ORDER BY seq",
             (run_id,),
         )
         loads = self.serializer.loads
         records: dict[str, TaskRecord] = {}
         fingerprint: dict[str, list[str]] = {}
+        decoded: dict[str, list[str]] = {}  # many tasks share their dependencies' text
         completed = TaskState.COMPLETED
         for name, state, attempts, error, started, finished, output, deps in rows:
             st = _STATES[state]
@@ -530,8 +536,11 @@ class SqliteStorage:
                         f"was it written with another serializer= ?"
                     ) from exc
             records[name] = TaskRecord(name, st, attempts, error, started, finished, value)
-            if want_deps:
-                fingerprint[name] = json.loads(deps) if deps else []
+            if deps is not None:
+                found = decoded.get(deps)
+                if found is None:
+                    found = decoded[deps] = json.loads(deps)
+                fingerprint[name] = found
         return records, fingerprint
 
     def transitions(self, run_id: str) -> list[dict[str, Any]]:
