@@ -441,11 +441,16 @@ def test_resume_runs_tasks_added_to_the_dag_since(tmp_path: Path) -> None:
 def test_resume_after_an_incompatible_change_names_the_task(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     first = run(simple_dag(), state=str(db))
+    stored = SqliteStorage(db).get_run(first.run_id)
     dag = Dag("etl")
     dag.add("extract", lambda: [1])
     dag.add("transform", lambda: [2])  # no longer depends on extract
     with pytest.raises(DagChangedError, match="'transform'"):
         run(dag, state=str(db), resume=first.run_id)
+    # the refused resume left the run as it was, and unlocked
+    info = SqliteStorage(db).get_run(first.run_id)
+    assert (info.status, info.finished_at, dict(info.counts)) == ("completed", stored.finished_at, {"completed": 3})
+    assert run(simple_dag(), state=str(db), resume=first.run_id).ok
 
 
 def test_resume_of_an_unknown_run_says_where_it_looked(tmp_path: Path) -> None:

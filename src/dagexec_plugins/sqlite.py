@@ -194,6 +194,8 @@ class SqliteStorage:
         self._host = socket.gethostname()
         self._started = _proc_start(self._pid)
         self._heartbeat: dict[str, float] = {}
+        # run -> (status, finished_at, counts) before a resume that has not written yet
+        self._before_resume: dict[str, tuple[Any, Any, Any]] = {}
         self._closed = False
         self._create = create
         self._conn: sqlite3.Connection | None = None
@@ -391,11 +393,12 @@ class SqliteStorage:
         now = time.time()
         with self._tx("resume a run in", "BEGIN IMMEDIATE") as conn:
             row = conn.execute(
-                "SELECT lock_pid, lock_host, lock_started, lock_heartbeat FROM runs WHERE run_id = ?", (run_id,)
+                "SELECT lock_pid, lock_host, lock_started, lock_heartbeat, status, finished_at, counts "
+                "FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
             if row is None:
                 raise self._not_found(run_id)
-            holder = self._holder(row)
+            holder = self._holder(row[:4])
             if holder is not None:
                 raise RunLockedError(
                     f"run {run_id} is being driven by {holder} (pid {row[0]}); wait for it to finish or "
@@ -407,6 +410,7 @@ class SqliteStorage:
                 (self._pid, self._host, self._started, now, run_id),
             )
         self._heartbeat[run_id] = now
+        self._before_resume[run_id] = (row[4], row[5], row[6])
         info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
         records, fingerprint = self._load(run_id, want_deps=True)
         return info, records, fingerprint
@@ -429,6 +433,7 @@ class SqliteStorage:
         updates = [(state, att, st, fin, out, err, run_id, name) for name, state, att, st, fin, out, err in rows]
         log = [(run_id, name, state, att, now, err) for name, state, att, _st, _fin, _out, err in rows]
         with self._tx("write to") as conn:
+            self._before_resume.pop(run_id, None)
             cur = conn.executemany(_UPDATE_TASK, updates)
             if cur.rowcount != len(rows):
                 self._insert_missing(conn, run_id, rows)
@@ -454,12 +459,16 @@ class SqliteStorage:
             known.add(name)
 
     def finish_run(self, run_id: str, status: str, finished_at: float, counts: Mapping[str, int]) -> None:
+        values: tuple[Any, Any, Any] = (status, finished_at, json.dumps(dict(counts)))
+        before = self._before_resume.pop(run_id, None)
+        if before is not None and status == "crashed":
+            values = before  # a resume that failed before writing anything (DAG changed...) leaves the run as it was
         with self._tx("finish a run in") as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, counts = ?, lock_pid = NULL, lock_host = NULL, "
                 "lock_started = NULL, lock_heartbeat = NULL WHERE run_id = ? AND (lock_pid IS NULL OR "
                 "(lock_pid = ? AND lock_host = ?))",
-                (status, finished_at, json.dumps(dict(counts)), run_id, self._pid, self._host),
+                (*values, run_id, self._pid, self._host),
             )
         self._heartbeat.pop(run_id, None)
 
