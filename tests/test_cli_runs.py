@@ -135,6 +135,8 @@ def test_state_and_durability_flags(etl: Path, tmp_path: Path, capsys: pytest.Ca
     out = run_json(capsys, ["run", str(etl), "--state", str(db), "--durability", "durable", "--json"], 0)
     assert db.is_file() and not (tmp_path / ".dagexec").exists()
     assert [r["run_id"] for r in run_json(capsys, ["runs", "--state", str(db), "--json"], 0)] == [out["run_id"]]
+    resumed = run_json(capsys, ["resume", out["run_id"], "--state", str(db), "--durability", "fast", "--json"], 0)
+    assert resumed["run_id"] == out["run_id"]
     with pytest.raises(SystemExit):
         main(["run", str(etl), "--durability", "sloppy"])
     assert "invalid choice: 'sloppy'" in capsys.readouterr().err

@@ -79,6 +79,8 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
     p_dlq.add_argument("--dag", dest="target", metavar="FILE[:DAG]", default=None,
                        help="replay: the DAG file (default: the file the run was started from)")
     _add_run_options(p_dlq)
+    if pm is not None:
+        call_hook(pm, "dagexec_addoption", parser=p_dlq.add_argument_group("plugin options (replay)"))
     p_dlq.set_defaults(func=cmd_dlq)
 
 
