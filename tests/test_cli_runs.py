@@ -98,6 +98,13 @@ def test_show_lists_every_task_with_state_attempts_duration_error(
     assert main(["show", run_id]) == 0
     text = capsys.readouterr().out
     assert "RuntimeError: upstream down" in text and "dead_lettered" in text
+    log = run_json(capsys, ["show", run_id, "--timeline", "--json"], 0)["transitions"]
+    assert [(t["task"], t["state"]) for t in log if t["task"] == "transform"] == [
+        ("transform", "running"), ("transform", "failed"), ("transform", "dead_lettered"),
+    ]
+    assert main(["show", run_id, "--timeline"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["AT", "TASK", "STATE", "ATTEMPT", "ERROR"] and lines[1].startswith("+")
 
 
 def test_show_unknown_run_and_missing_state_file_are_clear(

@@ -732,3 +732,61 @@ def test_a_cancelled_run_is_resumable_from_the_state_file(tmp_path: Path) -> Non
     again = run(dag, state=str(db), resume=report.run_id)
     assert again.ok and again.outputs["third"] == 3
     assert calls == ["first", "second", "second", "third"]
+
+
+def _lock_run(db: Path, **lock: Any) -> str:
+    storage = SqliteStorage(db)
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), ["a"], {"a": []})
+    storage.close()
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE runs SET lock_pid = :pid, lock_host = :host, lock_started = :started, lock_heartbeat = :heartbeat",
+        lock,
+    )
+    conn.commit()
+    conn.close()
+    return "r1"
+
+
+def test_lock_from_another_host_blocks_while_its_heartbeat_is_fresh(tmp_path: Path) -> None:
+    import time
+
+    db = tmp_path / "s.db"
+    _lock_run(db, pid=4242, host="elsewhere-7", started=None, heartbeat=time.time())
+    with pytest.raises(RunLockedError, match="process 4242 on elsewhere-7"):
+        SqliteStorage(db).resume_run("r1")
+
+
+def test_lock_from_another_host_with_a_stale_heartbeat_is_taken_over(tmp_path: Path) -> None:
+    import time
+
+    from dagexec_plugins.sqlite import LOCK_STALE_AFTER
+
+    db = tmp_path / "s.db"
+    _lock_run(db, pid=4242, host="elsewhere-7", started=None, heartbeat=time.time() - LOCK_STALE_AFTER - 1)
+    info, records, _ = SqliteStorage(db).resume_run("r1")
+    assert info.run_id == "r1" and list(records) == ["a"]
+
+
+def test_a_reused_pid_does_not_hold_the_lock(tmp_path: Path) -> None:
+    import socket
+
+    db = tmp_path / "s.db"
+    # our parent is alive, but it is not the process that took the lock: its start time differs
+    _lock_run(db, pid=os.getppid(), host=socket.gethostname(), started="1", heartbeat=None)
+    SqliteStorage(db).resume_run("r1")
+    _lock_run(tmp_path / "t.db", pid=os.getppid(), host=socket.gethostname(), started=None, heartbeat=None)
+    with pytest.raises(RunLockedError, match=f"process {os.getppid()}"):
+        SqliteStorage(tmp_path / "t.db").resume_run("r1")
+
+
+def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # a dagexec file at schema 0: no tables yet
+    conn.commit()
+    conn.close()
+    assert run(simple_dag(), state=str(db)).ok
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == list(range(1, SCHEMA_VERSION + 1))

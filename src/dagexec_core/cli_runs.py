@@ -64,6 +64,7 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
     p_show = sub.add_parser("show", help="every task of a stored run: state, attempts, duration, error")
     p_show.add_argument("run_id", metavar="RUN_ID")
     _add_state_option(p_show)
+    p_show.add_argument("--timeline", action="store_true", help="every state change, in order, with its time")
     p_show.add_argument("--json", action="store_true")
     p_show.set_defaults(func=cmd_show)
 
@@ -195,8 +196,24 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
     with open_state(pm, args) as (_, storage):
         info = storage.get_run(args.run_id)
         records = storage.load_records(args.run_id)
+        timeline: list[dict[str, Any]] | None = None
+        if args.timeline:
+            log = getattr(storage, "transitions", None)
+            if log is None:
+                raise UsageError(f"the storage {type(storage).__name__} keeps no transition log: drop --timeline")
+            timeline = log(args.run_id)
     if args.json:
-        print(json.dumps({**info.to_dict(), "tasks": [r.to_dict() for r in records.values()]}, indent=2))
+        shown: dict[str, Any] = {**info.to_dict(), "tasks": [r.to_dict() for r in records.values()]}
+        if timeline is not None:
+            shown["transitions"] = timeline
+        print(json.dumps(shown, indent=2))
+        return EXIT_OK
+    if timeline is not None:
+        start = info.started_at
+        rows = [("AT", "TASK", "STATE", "ATTEMPT", "ERROR")]
+        for t in timeline:
+            rows.append((f"+{t['at'] - start:.3f}s", t["task"], t["state"], str(t["attempts"]), _short(t["error"])))
+        _table(rows)
         return EXIT_OK
     print(f"run {info.run_id} of DAG {info.dag_name!r}: {info.status}, started {_when(info.started_at)}, "
           f"{_duration(info)}; {_counts(info.counts)}")
