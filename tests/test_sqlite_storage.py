@@ -36,7 +36,12 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The file and its write-ahead log: a write in WAL mode lands in the log first."""
+    digest = hashlib.sha256(path.read_bytes())
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        digest.update(wal.read_bytes())
+    return digest.hexdigest()
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -790,3 +795,26 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_corruption_found_inside_a_state_file_stops_all_writes_to_it(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    dag = Dag("wide")
+    for k in range(300):
+        dag.add(f"t{k}", lambda: "x" * 200)
+    first = run(dag, state=str(db))
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    conn = sqlite3.connect(db)
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
+    conn.close()
+    data = bytearray(db.read_bytes())
+    # the tasks table's root page becomes garbage; the runs table stays readable and writable
+    data[(root - 1) * page : (root - 1) * page + 64] = b"\xff" * 64
+    db.write_bytes(bytes(data))
+    before = sha(db)
+    with pytest.raises(StateFileError, match="malformed|corrupt"):
+        run(dag, state=str(db), resume=first.run_id)
+    assert sha(db) == before

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import sqlite_utils
 
 from dagexec_core import hookimpl
@@ -197,6 +198,7 @@ class SqliteStorage:
         # run -> (status, finished_at, counts) before a resume that has not written yet
         self._before_resume: dict[str, tuple[Any, Any, Any]] = {}
         self._closed = False
+        self._corrupt = False
         self._create = create
         self._conn: sqlite3.Connection | None = None
 
@@ -315,6 +317,8 @@ class SqliteStorage:
             conn.execute("PRAGMA journal_mode = WAL")
 
     def _error(self, doing: str, exc: BaseException) -> StateFileError:
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            self._corrupt = True  # never write to it again, not even to mark the run crashed
         text = str(exc)
         hint = ""
         low = text.lower()
@@ -333,6 +337,11 @@ class SqliteStorage:
         """One transaction, rolled back whole on any error (so no partial step is ever left)."""
         with self._lock:
             conn = self.conn
+            if self._corrupt:
+                raise StateFileError(
+                    f"state file {str(self.path)!r} is corrupt and is no longer written to; "
+                    f"move it away and start a new run"
+                )
             try:
                 conn.execute(begin)
                 yield conn
@@ -404,6 +413,9 @@ class SqliteStorage:
                     f"run {run_id} is being driven by {holder} (pid {row[0]}); wait for it to finish or "
                     f"stop it (kill {row[0]}), then resume again"
                 )
+            # Read everything before taking the lock: a file found corrupt meanwhile is left as it was.
+            info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
+            records, fingerprint = self._load(run_id, want_deps=True)
             conn.execute(
                 "UPDATE runs SET status = 'running', finished_at = NULL, lock_pid = ?, lock_host = ?, "
                 "lock_started = ?, lock_heartbeat = ? WHERE run_id = ?",
@@ -411,9 +423,7 @@ class SqliteStorage:
             )
         self._heartbeat[run_id] = now
         self._before_resume[run_id] = (row[4], row[5], row[6])
-        info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
-        records, fingerprint = self._load(run_id, want_deps=True)
-        return info, records, fingerprint
+        return attrs.evolve(info, status="running"), records, fingerprint
 
     def add_tasks(self, run_id: str, task_names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> None:
         if not task_names:
