@@ -48,7 +48,9 @@ DAG_FILE = textwrap.dedent(
 
     if __name__ == "__main__":
         resume = os.environ.get("RESUME") or None
-        report = run(dag, state=os.environ["STATE_FILE"], resume=resume, concurrency=8)
+        report = run(
+            dag, state=os.environ["STATE_FILE"], resume=resume, concurrency=8, durability=os.environ["DURABILITY"]
+        )
         sys.exit(0 if report.ok else 1)
     """
 ).format(layers=LAYERS, width=WIDTH)
@@ -118,7 +120,8 @@ def test_sigkill_at_random_instants_then_resume_loses_nothing_and_reruns_no_comp
         child = subprocess.Popen(
             [sys.executable, str(dag_file)],
             cwd=tmp_path,
-            env={**env, "RESUME": run_id or ""},
+            # every mode survives a killed process: the trials spread over the three
+            env={**env, "RESUME": run_id or "", "DURABILITY": rng.choice(["fast", "normal", "durable"])},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -157,7 +160,8 @@ def test_sigkill_at_random_instants_then_resume_loses_nothing_and_reruns_no_comp
 
     run_id, _, _ = read_state(db)
     final = subprocess.run(
-        [sys.executable, str(dag_file)], cwd=tmp_path, env={**env, "RESUME": run_id or ""}, capture_output=True
+        [sys.executable, str(dag_file)], cwd=tmp_path, env={**env, "RESUME": run_id or "", "DURABILITY": "normal"},
+        capture_output=True,
     )
     assert final.returncode == 0, final.stderr.decode()
 
