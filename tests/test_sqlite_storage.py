@@ -818,3 +818,38 @@ def test_corruption_found_inside_a_state_file_stops_all_writes_to_it(tmp_path: P
     with pytest.raises(StateFileError, match="malformed|corrupt"):
         run(dag, state=str(db), resume=first.run_id)
     assert sha(db) == before
+
+
+PARALLEL_DAG = textwrap.dedent(
+    """
+    import os, sys
+    from dagexec_core import Dag, run
+
+    dag = Dag(sys.argv[1])
+    for k in range(300):
+        dag.add(f"t{k}", lambda k=k: k, deps=[f"t{k - 1}"] if k % 10 else [])
+
+    if __name__ == "__main__":
+        sys.exit(0 if run(dag, state=os.environ["STATE"], concurrency=4).ok else 1)
+    """
+)
+
+
+def test_two_processes_running_different_runs_share_one_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "parallel_dag.py"
+    path.write_text(PARALLEL_DAG)
+    db = tmp_path / "s.db"
+    # both create the file at once: one creates the schema, the other waits for it
+    children = [
+        subprocess.Popen([sys.executable, str(path), name], env=child_env(STATE=str(db)), stderr=subprocess.PIPE)
+        for name in ("left", "right")
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err.decode()
+    runs = SqliteStorage(db).list_runs()
+    assert sorted((r.dag_name, r.status, dict(r.counts)) for r in runs) == [
+        ("left", "completed", {"completed": 300}),
+        ("right", "completed", {"completed": 300}),
+    ]
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
