@@ -853,3 +853,25 @@ def test_two_processes_running_different_runs_share_one_state_file(tmp_path: Pat
         ("right", "completed", {"completed": 300}),
     ]
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_held_run_keeps_its_heartbeat_fresh_while_no_step_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import dagexec_plugins.sqlite as sqlite_plugin
+
+    monkeypatch.setattr(sqlite_plugin, "HEARTBEAT_EVERY", 0.01)
+    db = tmp_path / "s.db"
+    storage = SqliteStorage(db)
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), ["a"], {"a": []})
+    reader = sqlite3.connect(db)
+    first = reader.execute("SELECT lock_heartbeat FROM runs").fetchone()[0]
+    deadline = time.monotonic() + 30
+    while reader.execute("SELECT lock_heartbeat FROM runs").fetchone()[0] == first:
+        assert time.monotonic() < deadline, "the heartbeat never moved"
+        time.sleep(0.01)
+    storage.finish_run("r1", "completed", 2.0, {"completed": 1})
+    assert reader.execute("SELECT lock_pid, lock_heartbeat FROM runs").fetchone() == (None, None)
+    storage.close()

@@ -18,6 +18,7 @@ refused with `StateFileError` before anything is written to it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -38,6 +39,8 @@ from dagexec_core.outputs import JsonSerializer, Serializer
 from dagexec_core.stages import DeadLetter, RecordRow, RunInfo
 from dagexec_core.state import TaskRecord, TaskState
 
+log = logging.getLogger("dagexec.sqlite")
+
 #: ``PRAGMA application_id`` of every dagexec state file ("dagx").
 APPLICATION_ID = 0x64616778
 #: The schema this code writes; a file with a higher version is refused.
@@ -47,8 +50,9 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 DURABILITY = {"fast": "OFF", "normal": "NORMAL", "durable": "FULL"}
 
 #: A lock held from another host counts as abandoned once its heartbeat is this old.
-LOCK_STALE_AFTER = 300.0
-HEARTBEAT_EVERY = 5.0
+LOCK_STALE_AFTER = 120.0
+#: Seconds between heartbeats of the runs a process holds (a thread writes them, so long tasks keep the lock).
+HEARTBEAT_EVERY = 10.0
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
@@ -194,7 +198,8 @@ class SqliteStorage:
         self._pid = os.getpid()
         self._host = socket.gethostname()
         self._started = _proc_start(self._pid)
-        self._heartbeat: dict[str, float] = {}
+        self._held: set[str] = set()  # runs whose lock this process holds
+        self._beat_stop: threading.Event | None = None
         # run -> (status, finished_at, counts) before a resume that has not written yet
         self._before_resume: dict[str, tuple[Any, Any, Any]] = {}
         self._closed = False
@@ -384,7 +389,7 @@ class SqliteStorage:
                 _INSERT_TASK,
                 [(run.run_id, n, k, json.dumps(list(dag_fingerprint.get(n, ())))) for k, n in enumerate(task_names)],
             )
-        self._heartbeat[run.run_id] = now
+        self._hold(run.run_id)
 
     def _holder(self, row: Sequence[Any]) -> str | None:
         """Describe the live process holding a run's lock, or None when it is free or abandoned."""
@@ -397,6 +402,35 @@ class SqliteStorage:
         elif heartbeat is not None and time.time() - heartbeat > LOCK_STALE_AFTER:
             return None
         return f"process {pid} on {host}"
+
+    def _hold(self, run_id: str) -> None:
+        """Keep the heartbeat of a run this process now drives fresh, from a daemon thread."""
+        with self._lock:
+            self._held.add(run_id)
+            if self._beat_stop is None:
+                self._beat_stop = threading.Event()
+                threading.Thread(
+                    target=self._beat, args=(self._beat_stop,), name="dagexec-heartbeat", daemon=True
+                ).start()
+
+    def _release(self, run_id: str) -> None:
+        with self._lock:
+            self._held.discard(run_id)
+            if not self._held and self._beat_stop is not None:
+                self._beat_stop.set()
+                self._beat_stop = None
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_EVERY):
+            try:
+                with self._tx("refresh the run lock in") as conn:
+                    now = time.time()
+                    conn.executemany(
+                        "UPDATE runs SET lock_heartbeat = ? WHERE run_id = ? AND lock_pid = ? AND lock_host = ?",
+                        [(now, r, self._pid, self._host) for r in self._held],
+                    )
+            except Exception as exc:  # the next step's write reports a broken file; keep beating
+                log.debug("heartbeat of %s failed: %s", self.path, exc)
 
     def resume_run(self, run_id: str) -> tuple[RunInfo, dict[str, TaskRecord], Mapping[str, Sequence[str]]]:
         now = time.time()
@@ -421,7 +455,7 @@ class SqliteStorage:
                 "lock_started = ?, lock_heartbeat = ? WHERE run_id = ?",
                 (self._pid, self._host, self._started, now, run_id),
             )
-        self._heartbeat[run_id] = now
+        self._hold(run_id)
         self._before_resume[run_id] = (row[4], row[5], row[6])
         return attrs.evolve(info, status="running"), records, fingerprint
 
@@ -441,16 +475,13 @@ class SqliteStorage:
         """One scheduler step in one transaction: task records and their transition log together."""
         now = time.time()
         updates = [(state, att, st, fin, out, err, run_id, name) for name, state, att, st, fin, out, err in rows]
-        log = [(run_id, name, state, att, now, err) for name, state, att, _st, _fin, _out, err in rows]
+        entries = [(run_id, name, state, att, now, err) for name, state, att, _st, _fin, _out, err in rows]
         with self._tx("write to") as conn:
             self._before_resume.pop(run_id, None)
             cur = conn.executemany(_UPDATE_TASK, updates)
             if cur.rowcount != len(rows):
                 self._insert_missing(conn, run_id, rows)
-            conn.executemany(_INSERT_TRANSITION, log)
-            if now - self._heartbeat.get(run_id, 0.0) > HEARTBEAT_EVERY:
-                conn.execute("UPDATE runs SET lock_heartbeat = ? WHERE run_id = ?", (now, run_id))
-                self._heartbeat[run_id] = now
+            conn.executemany(_INSERT_TRANSITION, entries)
 
     def _insert_missing(self, conn: sqlite3.Connection, run_id: str, rows: Sequence[RecordRow]) -> None:
         """Rows for tasks the file does not know yet (a storage shared by an older run): add them."""
@@ -480,7 +511,7 @@ class SqliteStorage:
                 "(lock_pid = ? AND lock_host = ?))",
                 (*values, run_id, self._pid, self._host),
             )
-        self._heartbeat.pop(run_id, None)
+        self._release(run_id)
 
     # -- reading -----------------------------------------------------------------
 
@@ -605,6 +636,8 @@ class SqliteStorage:
 
     def close(self) -> None:
         with self._lock:
+            for run_id in list(self._held):
+                self._release(run_id)
             self._closed = True
             if self._conn is not None:
                 self._conn.close()
