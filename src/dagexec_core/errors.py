@@ -81,6 +81,15 @@ class TaskInterruptedError(DagexecError):
     """The process driving a run died during a task's last attempt (found on resume)."""
 
 
+class TaskPicklingError(DagexecError, TypeError):
+    """A task's function, arguments or output cannot cross to or from a worker process.
+
+    Never retried: the same value fails the same way on every attempt.
+    """
+
+    retryable = False
+
+
 class TaskCancelledError(DagexecError):
     """The run was cancelled while the task was running."""
 

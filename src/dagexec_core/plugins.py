@@ -26,6 +26,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "dagexec_plugins.memory"),
     ("sqlite", "dagexec_plugins.sqlite"),
     ("local", "dagexec_plugins.local"),
+    ("process", "dagexec_plugins.process"),
     ("retry", "dagexec_plugins.retry"),
     ("breaker", "dagexec_plugins.breaker"),
     ("deadletter", "dagexec_plugins.deadletter"),
