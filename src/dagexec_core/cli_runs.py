@@ -95,14 +95,19 @@ def _add_state_option(p: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def open_state(pm: PluginManager, args: argparse.Namespace, *, create: bool = False) -> Iterator[tuple[Config, Storage]]:
-    """The storage (and its config) of ``--state``, through the ``dagexec_storage`` hook."""
-    options: dict[str, Any] = {"create_state": create}
-    if getattr(args, "state", None):
-        options["state"] = args.state
-    config = Config(pm, options)
+def open_state(args: argparse.Namespace) -> Iterator[tuple[Config, Storage]]:
+    """The storage (and its config) of ``--state``, through the ``dagexec_storage`` hook.
+
+    Each opening has its own plugin manager, so every plugin sees one
+    configure/unconfigure pair per manager. Reading never creates a state file.
+    """
     if getattr(args, "no_persist", False):
         raise UsageError("a stored run needs the state file: drop --no-persist")
+    options: dict[str, Any] = {"create_state": False}
+    if getattr(args, "state", None):
+        options["state"] = args.state
+    pm = build_plugin_manager(plugin_args=args.plugin_args)
+    config = Config(pm, options)
     pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
     try:
         storage: Storage | None = call_hook(pm, "dagexec_storage", config=config)
@@ -116,8 +121,8 @@ def open_state(pm: PluginManager, args: argparse.Namespace, *, create: bool = Fa
         pm.hook.dagexec_unconfigure(config=config)
 
 
-def dead_letter_queue(pm: PluginManager, config: Config, storage: Storage) -> DeadLetterQueue:
-    dlq: DeadLetterQueue | None = call_hook(pm, "dagexec_dead_letter_queue", config=config, storage=storage)
+def dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQueue:
+    dlq: DeadLetterQueue | None = call_hook(config.pluginmanager, "dagexec_dead_letter_queue", config=config, storage=storage)
     if dlq is None:
         raise PluginError("no plugin provides a dead-letter queue (is 'deadletter' blocked?)")
     return dlq
@@ -151,7 +156,7 @@ def _continue(
 ) -> tuple[int, Any]:
     from .cli import _run_options, report_exit
 
-    with open_state(pm, args) as (_, storage):
+    with open_state(args) as (_, storage):
         info = storage.get_run(run_id)
     dag, path = _stored_dag(info, target)
     # dagplugins.py beside the DAG file applies, as for `dagexec run FILE`
@@ -177,7 +182,7 @@ def cmd_resume(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_runs(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(pm, args) as (_, storage):
+    with open_state(args) as (_, storage):
         runs = storage.list_runs(args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
@@ -193,7 +198,7 @@ def cmd_runs(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(pm, args) as (_, storage):
+    with open_state(args) as (_, storage):
         info = storage.get_run(args.run_id)
         records = storage.load_records(args.run_id)
         timeline: list[dict[str, Any]] | None = None
@@ -231,8 +236,8 @@ def cmd_dlq(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(pm, args) as (config, storage):
-        entries = dead_letter_queue(pm, config, storage).list(args.run)
+    with open_state(args) as (config, storage):
+        entries = dead_letter_queue(config, storage).list(args.run)
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return EXIT_OK
@@ -247,10 +252,10 @@ def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_dlq_show(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(pm, args) as (config, storage):
+    with open_state(args) as (config, storage):
         if len(args.entry_ids) != 1:
             raise UsageError("dlq show: give one dead-letter ID (see `dagexec dlq list`)")
-        entry = _get(dead_letter_queue(pm, config, storage), args.entry_ids[0])
+        entry = _get(dead_letter_queue(config, storage), args.entry_ids[0])
     if args.json:
         print(json.dumps(entry.to_dict(), indent=2))
         return EXIT_OK
@@ -265,8 +270,8 @@ def cmd_dlq_show(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_dlq_replay(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(pm, args) as (config, storage):
-        queue = dead_letter_queue(pm, config, storage)
+    with open_state(args) as (config, storage):
+        queue = dead_letter_queue(config, storage)
         entries = _select(queue, args, what="replay")
     runs = {e.run_id for e in entries}
     if len(runs) > 1:
@@ -279,8 +284,8 @@ def cmd_dlq_replay(args: argparse.Namespace, pm: PluginManager) -> int:
     tasks = sorted({_base_task(e.task) for e in entries})
     code, report = _continue(args, pm, run_id, args.target, tasks)
     # The replayed entries are settled: a task that failed again has a fresh entry.
-    with open_state(pm, args) as (config, storage):
-        queue = dead_letter_queue(pm, config, storage)
+    with open_state(args) as (config, storage):
+        queue = dead_letter_queue(config, storage)
         for e in entries:
             queue.remove(e.id)
     if not args.json and getattr(args, "quiet", 0) < 1:
@@ -290,8 +295,8 @@ def cmd_dlq_replay(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_dlq_purge(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(pm, args) as (config, storage):
-        queue = dead_letter_queue(pm, config, storage)
+    with open_state(args) as (config, storage):
+        queue = dead_letter_queue(config, storage)
         entries = queue.list() if args.all else _select(queue, args, what="purge")
         for e in entries:
             queue.remove(e.id)
