@@ -1,6 +1,6 @@
 """The dagexec benchmark suite: every figure beside a floor measured in the same invocation.
 
-    python benchmarks/run.py [--shapes chain,wide,layered] [--n 1000,10000]
+    python benchmarks/run.py [--shapes chain,wide,layered] [--n 1000,10000,100000]
         [--kinds async,sync] [--modes off,normal,durable,trace,dask] [--repeat K]
         [--concurrency C] [--out FILE]
 
@@ -51,7 +51,7 @@ def csv(kind: type) -> Any:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", type=csv(str), default=["chain", "wide", "layered"])
-    p.add_argument("--n", type=csv(int), default=[1000, 10_000], help="task counts (default 1000,10000)")
+    p.add_argument("--n", type=csv(int), default=[TARGET_N], help="task counts (default 10000, where the targets are)")
     p.add_argument("--kinds", type=csv(str), default=["async", "sync"])
     p.add_argument("--modes", type=csv(str), default=list(MODES),
                    help="off, normal, durable, trace, dask (default: all)")
