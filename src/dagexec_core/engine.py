@@ -27,6 +27,7 @@ from typing import Any
 
 import pluggy
 
+from . import patterns
 from .config import Config
 from .context import TaskContext
 from .dag import Dag, Task
@@ -268,21 +269,36 @@ class Run:
         if not self._in_loop():
             self.loop.call_soon_threadsafe(self.emit, event, payload)
             return
+        if self.persist:  # a waiter resumed in another process still gets it
+            patterns.store_event(self.storage, self.run_id, event, payload)
+        self.deliver(event, payload)
+
+    def deliver(self, event: str, payload: Any) -> None:
+        """Hand ``event`` to its waiters in this process (on the loop)."""
         self.events[event] = payload
         for fut in self.event_waiters.pop(event, []):
             if not fut.done():
                 fut.set_result(payload)
 
     async def wait_for_event(self, event: str, timeout: float | None = None) -> Any:
+        if event not in self.events:
+            found, payload = patterns.load_event(self.storage, self.run_id, event)
+            if found:
+                self.events[event] = payload
         if event in self.events:
             return self.events[event]
         fut: asyncio.Future[Any] = self.loop.create_future()
         self.event_waiters.setdefault(event, []).append(fut)
+        # Events from other processes (`dagexec emit`) arrive through storage.
+        poller = self.loop.create_task(
+            patterns.poll_event(self, event, float(self.config.getoption("event_poll_interval", 0.1)))
+        )
         self.release_slot()
         try:
             async with asyncio.timeout(timeout):
                 return await fut
         finally:
+            poller.cancel()
             await self.acquire_slot()
 
     def release_slot(self) -> None:
@@ -684,6 +700,7 @@ class Run:
         while stack:
             j = stack.pop()
             state = self.states[j]
+            not_taken = self._not_taken(j) if state is COMPLETED and self.tasks[j].branches is not None else None
             if self._h_task_finished:
                 self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
             parent = self.parent_of.get(j)
@@ -693,7 +710,9 @@ class Run:
                     self._collect(parent, stack)
             for c in self.children[j]:
                 if state is not COMPLETED:
-                    self.blocked[c] = 1
+                    self.blocked[c] |= 1
+                elif not_taken and c in not_taken:
+                    self.blocked[c] |= 2
                 self.remaining[c] -= 1
                 if self.remaining[c] == 0 and self.states[c] is PENDING:
                     if self._should_run(c):
@@ -702,8 +721,15 @@ class Run:
                         self._set_final(c, SKIPPED, None, finish=False)
                         stack.append(c)
 
+    def _not_taken(self, j: int) -> set[int]:
+        """The branches of conditional ``j`` that its output did not choose."""
+        chosen = patterns.chosen_branches(self.outputs[j])
+        return {self.index[b] for b in self.tasks[j].branches or () if b not in chosen}
+
     def _should_run(self, c: int) -> bool:
         trigger = self.tasks[c].trigger
+        if self.blocked[c] & 2:  # a branch its conditional did not take: skipped whatever the trigger
+            return False
         if trigger == "all_success":
             return not self.blocked[c]
         if trigger == "all_done":
@@ -917,7 +943,9 @@ class Run:
             for d in self.deps_idx[i]:
                 if states[d] in TERMINAL_STATES:
                     if states[d] is not COMPLETED:
-                        self.blocked[i] = 1
+                        self.blocked[i] |= 1
+                    elif self.tasks[d].branches is not None and i in self._not_taken(d):
+                        self.blocked[i] |= 2
                 else:
                     left += 1
             self.remaining[i] = left

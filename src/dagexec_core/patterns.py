@@ -1,0 +1,489 @@
+"""Workflow patterns built from ordinary tasks: conditional, loop, event, fan-out/fan-in, pipeline.
+
+Every pattern adds plain `Task` objects to a `Dag`, so its tasks go through
+the same engine, states, retries, persistence, resume and hooks as any other
+task. What a pattern remembers between attempts or across a resume lives in
+the run's meta values of the `Storage` (``get_meta`` / ``put_meta``) under
+these keys:
+
+- ``branch:{task}``: the branch a conditional task chose;
+- ``loop:{task}``: the last finished iteration of a loop
+  (``{"iteration": i, "result": value, "done": bool}``);
+- ``event:{name}``: an event emitted to the run, by a task or from outside
+  (``{"payload": value, "at": unix_time}``).
+
+``dagexec emit RUN_ID EVENT --payload JSON`` and `emit_to_run` write the
+``event:`` key from another process; a run with a task waiting for that
+event reads it within ``event_poll_interval`` seconds (option, default 0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .errors import BranchError, EventTimeoutError, TaskDefinitionError, UsageError
+from .outputs import encode_output
+
+if TYPE_CHECKING:
+    from .context import TaskContext
+    from .dag import Dag, Task
+    from .engine import Run
+    from .stages import Storage
+
+__all__ = [
+    "Stop",
+    "branch",
+    "chosen_branches",
+    "emit_to_run",
+    "event_task",
+    "fan_out_in",
+    "loop",
+    "pipeline",
+]
+
+BRANCH_KEY = "branch:{}"
+LOOP_KEY = "loop:{}"
+EVENT_KEY = "event:{}"
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _params(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    try:
+        return dict(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # builtins without a signature
+        return {}
+
+
+def _accepts(params: dict[str, inspect.Parameter], name: str) -> bool:
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _pick(params: dict[str, inspect.Parameter], values: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``values`` that a function with ``params`` takes."""
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(values)
+    return {k: v for k, v in values.items() if k in params}
+
+
+def _with_signature(wrapper: Callable[..., Any], *, ctx: bool, deps: bool = True) -> Callable[..., Any]:
+    """Give ``wrapper`` the signature the engine reads: ``ctx`` if wanted, ``**deps`` for dependency outputs."""
+    params = []
+    if ctx:
+        params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY))
+    if deps:
+        params.append(inspect.Parameter("deps", inspect.Parameter.VAR_KEYWORD))
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _on_loop(run: Run, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn`` on the run's event loop thread and return its result.
+
+    Storage objects belong to the loop's thread (a SQLite connection does);
+    sync task bodies run in worker threads, so they reach storage this way.
+    """
+    try:
+        on_loop = asyncio.get_running_loop() is run.loop
+    except RuntimeError:
+        on_loop = False
+    if on_loop:
+        return fn(*args)
+
+    async def call() -> Any:
+        return fn(*args)
+
+    return asyncio.run_coroutine_threadsafe(call(), run.loop).result()
+
+
+def _check_json(run: Run, what: str, value: Any) -> None:
+    if run.persist:
+        encode_output(run.serializer, what, value)
+
+
+def _set_span_attribute(key: str, value: Any) -> None:
+    """Annotate the current span when a tracing plugin has loaded OpenTelemetry.
+
+    The core does not import OpenTelemetry itself: if nothing imported it,
+    there is no span to annotate.
+    """
+    otel_trace = sys.modules.get("opentelemetry.trace")
+    if otel_trace is None:
+        return
+    if isinstance(value, (list, tuple)):
+        value = [str(v) for v in value]
+    otel_trace.get_current_span().set_attribute(key, value)
+
+
+# ---------------------------------------------------------------------------
+# conditional
+# ---------------------------------------------------------------------------
+
+
+def chosen_branches(output: Any) -> frozenset[str]:
+    """The branch names a conditional's output selects: a name, a list of names, or None for none."""
+    if output is None:
+        return frozenset()
+    if isinstance(output, str):
+        return frozenset((output,))
+    return frozenset(output)
+
+
+def branch(
+    dag: Dag,
+    name: str,
+    chooser: Callable[..., Any],
+    *,
+    branches: Sequence[str],
+    deps: Iterable[str] = (),
+    **options: Any,
+) -> Task:
+    """Add task ``name`` that runs ``chooser`` and follows only the branch it names.
+
+    ``branches`` are tasks that depend on ``name``. ``chooser`` returns one of
+    them (or a list of them, or None for none); that is the task's output.
+    The branches not chosen are SKIPPED whatever their trigger; their
+    descendants then follow their own trigger rules, so a join after the
+    branches wants ``trigger="none_failed"`` (or ``"one_success"``).
+    The choice is kept in the run's meta (``branch:{name}``) and set as the
+    ``dagexec.branch`` attribute of the task's span.
+    """
+    names = tuple(branches)
+    if not names:
+        raise TaskDefinitionError(f"conditional task {name!r} needs at least one branch: branches=['a', 'b']")
+    params = _params(chooser)
+    wants_ctx = "ctx" in params
+    is_async = inspect.iscoroutinefunction(chooser)
+
+    def record(ctx: TaskContext, choice: Any) -> Any:
+        picked = chosen_branches(choice) if isinstance(choice, (str, list, tuple, type(None))) else None
+        if picked is None:
+            raise BranchError(
+                f"conditional task {name!r} returned {choice!r}; return a branch name, a list of names "
+                f"or None (its branches: {', '.join(names)})"
+            )
+        wrong = sorted(picked - set(names))
+        if wrong:
+            raise BranchError(
+                f"conditional task {name!r} chose {', '.join(map(repr, wrong))}, which is not one of its "
+                f"branches ({', '.join(names)}); return one of them or add it to branches="
+            )
+        value = choice if isinstance(choice, str) or choice is None else list(choice)
+        _set_span_attribute("dagexec.branch", value if value is not None else [])
+        _on_loop(ctx.run, ctx.run.storage.put_meta, ctx.run_id, BRANCH_KEY.format(name), value)
+        return value
+
+    if is_async:
+
+        async def choose_async(ctx: TaskContext, **kwargs: Any) -> Any:
+            if wants_ctx:
+                kwargs["ctx"] = ctx
+            return record(ctx, await chooser(**_pick(params, kwargs)))
+
+        fn: Callable[..., Any] = choose_async
+    else:
+
+        def choose(ctx: TaskContext, **kwargs: Any) -> Any:
+            if wants_ctx:
+                kwargs["ctx"] = ctx
+            return record(ctx, chooser(**_pick(params, kwargs)))
+
+        fn = choose
+    fn.__name__ = fn.__qualname__ = getattr(chooser, "__name__", name)
+    return dag.add(name, _with_signature(fn, ctx=True), deps=deps, branches=names, **options)
+
+
+# ---------------------------------------------------------------------------
+# loop
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Stop:
+    """Returned by a loop body to end the loop now, with ``value`` as the loop's result."""
+
+    value: Any = None
+
+
+def loop(
+    dag: Dag,
+    name: str,
+    body: Callable[..., Any],
+    *,
+    max_iterations: int,
+    initial: Any = None,
+    deps: Iterable[str] = (),
+    **options: Any,
+) -> Task:
+    """Add task ``name`` that calls ``body`` repeatedly, at most ``max_iterations`` times.
+
+    ``body`` takes any of ``iteration`` (0, 1, ...), ``previous`` (the
+    previous iteration's result, ``initial`` the first time), ``ctx`` and the
+    outputs of ``deps`` by name. It returns the iteration's result, or
+    ``Stop(value)`` to end the loop early. The task's output is the last result.
+
+    Each finished iteration is checkpointed in the run's meta
+    (``loop:{name}``) before the next starts, so a retried attempt or a
+    resumed run continues after the last finished iteration, not from zero.
+    Results must be JSON values when state is persisted.
+    """
+    if not isinstance(max_iterations, int) or max_iterations < 1:
+        raise TaskDefinitionError(f"loop {name!r}: max_iterations must be an int >= 1, not {max_iterations!r}")
+    params = _params(body)
+    key = LOOP_KEY.format(name)
+
+    def start(ctx: TaskContext) -> tuple[int, Any, bool]:
+        saved = _on_loop(ctx.run, ctx.run.storage.get_meta, ctx.run_id, key)
+        if saved is None:
+            return 0, initial, False
+        return int(saved["iteration"]) + 1, saved["result"], bool(saved["done"])
+
+    def checkpoint(ctx: TaskContext, i: int, value: Any) -> tuple[Any, bool]:
+        done = isinstance(value, Stop)
+        if done:
+            value = value.value
+        _check_json(ctx.run, f"{name} (iteration {i})", value)
+        _on_loop(ctx.run, ctx.run.storage.put_meta, ctx.run_id, key, {"iteration": i, "result": value, "done": done})
+        return value, done
+
+    def stop_if_cancelled(ctx: TaskContext, i: int) -> None:
+        if ctx.cancelled:
+            from .errors import TaskCancelledError
+
+            raise TaskCancelledError(
+                f"loop {name!r} stopped before iteration {i}: run {ctx.run_id} is being cancelled; "
+                f"resume it to continue from iteration {i}"
+            )
+
+    def arguments(ctx: TaskContext, i: int, previous: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        values = dict(kwargs, iteration=i, previous=previous)
+        if "ctx" in params:
+            values["ctx"] = ctx
+        return _pick(params, values)
+
+    if inspect.iscoroutinefunction(body):
+
+        async def run_loop_async(ctx: TaskContext, **kwargs: Any) -> Any:
+            i, previous, done = start(ctx)
+            while not done and i < max_iterations:
+                stop_if_cancelled(ctx, i)
+                previous, done = checkpoint(ctx, i, await body(**arguments(ctx, i, previous, kwargs)))
+                i += 1
+            return previous
+
+        fn: Callable[..., Any] = run_loop_async
+    else:
+
+        def run_loop(ctx: TaskContext, **kwargs: Any) -> Any:
+            i, previous, done = start(ctx)
+            while not done and i < max_iterations:
+                stop_if_cancelled(ctx, i)
+                previous, done = checkpoint(ctx, i, body(**arguments(ctx, i, previous, kwargs)))
+                i += 1
+            return previous
+
+        fn = run_loop
+    fn.__name__ = fn.__qualname__ = getattr(body, "__name__", name)
+    return dag.add(name, _with_signature(fn, ctx=True), deps=deps, **options)
+
+
+# ---------------------------------------------------------------------------
+# events
+# ---------------------------------------------------------------------------
+
+
+def event_task(
+    dag: Dag,
+    name: str,
+    event: str,
+    *,
+    timeout: float | None = None,
+    handler: Callable[..., Any] | None = None,
+    deps: Iterable[str] = (),
+    **options: Any,
+) -> Task:
+    """Add task ``name`` that waits for ``event`` and returns its payload (or ``handler``'s result).
+
+    The event comes from ``ctx.emit`` in another task, `RunHandle.emit`, or
+    another process (``dagexec emit RUN_ID EVENT --payload JSON``). While it
+    waits the task holds no concurrency slot. After ``timeout`` seconds it
+    fails with `EventTimeoutError` (retried like any failure if it has
+    ``retry=``). ``handler`` takes any of ``payload``, ``ctx`` and the outputs
+    of ``deps``; a sync handler runs in a worker thread.
+    """
+    if timeout is not None and not timeout > 0:
+        raise TaskDefinitionError(f"event task {name!r}: timeout must be a positive number of seconds")
+    hparams = _params(handler) if handler is not None else {}
+
+    async def wait_event(ctx: TaskContext, **kwargs: Any) -> Any:
+        try:
+            payload = await ctx.wait_for(event, timeout=timeout)
+        except TimeoutError:
+            raise EventTimeoutError(
+                f"task {name!r} waited {timeout}s for event {event!r} in run {ctx.run_id}, and it never came; "
+                f"emit it with ctx.emit({event!r}, ...), RunHandle.emit or "
+                f"`dagexec emit {ctx.run_id} {event}`, or raise the task's timeout="
+            ) from None
+        if handler is None:
+            return payload
+        values = dict(kwargs, payload=payload, ctx=ctx)
+        call = _pick(hparams, values)
+        if inspect.iscoroutinefunction(handler):
+            return await handler(**call)
+        return await asyncio.to_thread(handler, **call)
+
+    wait_event.__name__ = wait_event.__qualname__ = name
+    return dag.add(name, _with_signature(wait_event, ctx=True), deps=deps, **options)
+
+
+def store_event(storage: Storage, run_id: str, event: str, payload: Any) -> None:
+    """Persist ``event`` with the run so a waiter in this or a later (resumed) process sees it."""
+    storage.put_meta(run_id, EVENT_KEY.format(event), {"payload": payload, "at": time.time()})
+
+
+def load_event(storage: Storage, run_id: str, event: str) -> tuple[bool, Any]:
+    """``(True, payload)`` when ``event`` was stored for the run, else ``(False, None)``."""
+    stored = storage.get_meta(run_id, EVENT_KEY.format(event))
+    if not isinstance(stored, dict) or "payload" not in stored:
+        return False, None
+    return True, stored["payload"]
+
+
+def emit_to_run(storage: Storage, run_id: str, event: str, payload: Any = None) -> None:
+    """Send ``event`` to run ``run_id`` from outside the process driving it.
+
+    The run picks it up within its ``event_poll_interval``; a task that waits
+    for the event later (or after a resume) receives it at once.
+    """
+    info = storage.get_run(run_id)
+    if info.status not in ("running", "crashed", "cancelled"):
+        raise UsageError(
+            f"run {run_id} of DAG {info.dag_name!r} is {info.status}; events can only be sent to a run "
+            f"that is running or can be resumed"
+        )
+    store_event(storage, run_id, event, payload)
+
+
+async def poll_event(run: Run, event: str, interval: float) -> None:
+    """Deliver ``event`` to the run once another process stores it (runs while a task waits)."""
+    while True:
+        await asyncio.sleep(interval)
+        found, payload = load_event(run.storage, run.run_id, event)
+        if found:
+            run.deliver(event, payload)
+            return
+
+
+# ---------------------------------------------------------------------------
+# fan-out / fan-in and pipeline
+# ---------------------------------------------------------------------------
+
+
+def fan_out_in(
+    dag: Dag,
+    prefix: str,
+    count: int,
+    worker: Callable[..., Any],
+    aggregator: Callable[..., Any],
+    *,
+    after: Iterable[str] = (),
+    **options: Any,
+) -> Task:
+    """Add ``count`` parallel tasks ``{prefix}_0`` ... and ``{prefix}_aggregate`` joining them.
+
+    Each worker is an ordinary task depending on ``after``: it receives their
+    outputs by name, and its position as ``index`` if it takes that
+    parameter. The aggregator receives the list of worker outputs in index
+    order as its first argument (and ``ctx`` if it takes it). ``options``
+    (retry, timeout, priority...) apply to every task. Returns the aggregate task.
+    """
+    if not isinstance(count, int) or count < 1:
+        raise TaskDefinitionError(f"fan_out_in {prefix!r}: count must be an int >= 1, not {count!r}")
+    after = tuple([after] if isinstance(after, str) else after)
+    wparams = _params(worker)
+    names = [f"{prefix}_{i}" for i in range(count)]
+    for i, wname in enumerate(names):
+        static = {"index": i} if "index" in wparams else None
+        dag.add(wname, worker, deps=after, static_kwargs=static, **options)
+    aparams = _params(aggregator)
+    wants_ctx = "ctx" in aparams
+
+    def gather(kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        extra = {"ctx": kwargs["ctx"]} if wants_ctx else {}
+        return [kwargs[n] for n in names], extra
+
+    if inspect.iscoroutinefunction(aggregator):
+
+        async def aggregate_async(**kwargs: Any) -> Any:
+            outputs, extra = gather(kwargs)
+            return await aggregator(outputs, **extra)
+
+        fn: Callable[..., Any] = aggregate_async
+    else:
+
+        def aggregate(**kwargs: Any) -> Any:
+            outputs, extra = gather(kwargs)
+            return aggregator(outputs, **extra)
+
+        fn = aggregate
+    fn.__name__ = fn.__qualname__ = getattr(aggregator, "__name__", f"{prefix}_aggregate")
+    return dag.add(f"{prefix}_aggregate", _with_signature(fn, ctx=wants_ctx), deps=names, **options)
+
+
+def pipeline(
+    dag: Dag,
+    name: str,
+    steps: Sequence[Callable[..., Any]],
+    *,
+    after: Iterable[str] = (),
+    **options: Any,
+) -> Task:
+    """Chain ``steps`` as tasks, each receiving the previous step's output as its first argument.
+
+    The steps are named ``{name}_0``, ``{name}_1``, ... and the last one is
+    named ``name``, so a dependent lists ``deps=[name]`` and takes the
+    pipeline's result as parameter ``name``. The first step is an ordinary
+    task depending on ``after`` (it receives their outputs by name). A step
+    that takes ``ctx`` gets it. ``options`` apply to every step.
+    Returns the last task.
+    """
+    steps = list(steps)
+    if not steps:
+        raise TaskDefinitionError(f"pipeline {name!r} needs at least one step")
+    after = tuple([after] if isinstance(after, str) else after)
+    names = [f"{name}_{i}" for i in range(len(steps) - 1)] + [name]
+    task = dag.add(names[0], steps[0], deps=after, **options)
+    for prev, step_name, step in zip(names, names[1:], steps[1:]):
+        task = dag.add(step_name, _chain(prev, step), deps=[prev], **options)
+    return task
+
+
+def _chain(prev: str, step: Callable[..., Any]) -> Callable[..., Any]:
+    wants_ctx = "ctx" in _params(step)
+
+    if inspect.iscoroutinefunction(step):
+
+        async def chained_async(**kwargs: Any) -> Any:
+            extra = {"ctx": kwargs["ctx"]} if wants_ctx else {}
+            return await step(kwargs[prev], **extra)
+
+        fn: Callable[..., Any] = chained_async
+    else:
+
+        def chained(**kwargs: Any) -> Any:
+            extra = {"ctx": kwargs["ctx"]} if wants_ctx else {}
+            return step(kwargs[prev], **extra)
+
+        fn = chained
+    fn.__name__ = fn.__qualname__ = getattr(step, "__name__", "step")
+    return _with_signature(fn, ctx=wants_ctx)
