@@ -703,6 +703,8 @@ class Run:
             not_taken = self._not_taken(j) if state is COMPLETED and self.tasks[j].branches is not None else None
             if self._h_task_finished:
                 self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
+            if state is CANCELLED:
+                continue  # dependents stay PENDING, so a resume runs them (not SKIPPED for good)
             parent = self.parent_of.get(j)
             if parent is not None:
                 self.remaining[parent] -= 1
