@@ -12,11 +12,11 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from patterns_support import SharedStorage
 
-from dagexec_core import Dag, RunHandle, TaskState, hookimpl, run
+from dagexec_core import Dag, RetryPolicy, RunHandle, TaskState, hookimpl, run
 from dagexec_core.errors import TaskDefinitionError
 from dagexec_core.patterns import Stop, branch, emit_to_run, event_task, fan_out_in, loop, pipeline
+from patterns_support import SharedStorage
 
 COMPLETED, SKIPPED, FAILED = TaskState.COMPLETED, TaskState.SKIPPED, TaskState.DEAD_LETTERED
 
@@ -75,7 +75,7 @@ def test_conditional_can_choose_several_branches_or_none() -> None:
         dag = Dag("d")
         branch(dag, "pick", lambda: choice, branches=["a", "b", "c"])
         for name in "abc":
-            dag.add(name, lambda: name, deps=["pick"])
+            dag.add(name, lambda name=name: name, deps=["pick"])
         return dag
 
     s = states(run(build(["a", "c"]), persist=False))
@@ -231,7 +231,7 @@ def test_a_retried_loop_continues_after_its_last_finished_iteration() -> None:
         return (previous or 0) + 1
 
     dag = Dag("d")
-    loop(dag, "count", body, max_iterations=5, retry=2)
+    loop(dag, "count", body, max_iterations=5, retry=RetryPolicy(max_attempts=2, base=0))
     report = run(dag, persist=False)
     assert report.records["count"].attempts == 2
     assert calls == [0, 1, 2, 2, 3, 4]
@@ -404,7 +404,7 @@ def test_task_state_survives_a_failed_attempt() -> None:
         return done
 
     dag = Dag("d")
-    dag.add("work", resumable, retry=2)
+    dag.add("work", resumable, retry=RetryPolicy(max_attempts=2, base=0))
     report = run(dag, persist=False)
     assert report.records["work"].attempts == 2
     assert report.outputs["work"] == [0, 1, 2, 3]

@@ -803,6 +803,13 @@ class Run:
             new.append(j)
             names.append(child.name)
         self.map_children[c] = new
+        # The collector is RUNNING while its elements run (PENDING -> COMPLETED is not a legal move);
+        # it holds no slot and no attempt, so a crash sends it back to PENDING.
+        self._check(c, RUNNING)
+        self.states[c] = RUNNING
+        self.started[c] = time.time()
+        if self.persist:
+            self.rows.append((task.name, "running", 0, self.started[c], None, None, None))
         if self.persist and names:
             self.storage.add_tasks(self.run_id, names, {n: list(task.deps) for n in names})
         stack: list[int] = []

@@ -463,7 +463,7 @@ def pipeline(
     after = tuple([after] if isinstance(after, str) else after)
     names = [f"{name}_{i}" for i in range(len(steps) - 1)] + [name]
     task = dag.add(names[0], steps[0], deps=after, **options)
-    for prev, step_name, step in zip(names, names[1:], steps[1:]):
+    for prev, step_name, step in zip(names, names[1:], steps[1:], strict=False):
         task = dag.add(step_name, _chain(prev, step), deps=[prev], **options)
     return task
 
