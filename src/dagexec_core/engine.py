@@ -21,8 +21,8 @@ import secrets
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pluggy
@@ -34,7 +34,6 @@ from .dag import Dag, Task
 from .errors import (
     CircuitOpenError,
     DagChangedError,
-    DagexecError,
     OutputSerializationError,
     PluginError,
     TaskCancelledError,
@@ -73,7 +72,7 @@ EVENT_HOOKS = (
 
 
 def new_run_id() -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
@@ -704,7 +703,7 @@ class Run:
             if self._h_task_finished:
                 self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
             if state is CANCELLED:
-                continue  # dependents stay PENDING, so a resume runs them (not SKIPPED for good)
+                continue  # dependents stay PENDING: the run resumes them
             parent = self.parent_of.get(j)
             if parent is not None:
                 self.remaining[parent] -= 1
@@ -803,13 +802,13 @@ class Run:
             new.append(j)
             names.append(child.name)
         self.map_children[c] = new
-        # The collector is RUNNING while its elements run (PENDING -> COMPLETED is not a legal move);
-        # it holds no slot and no attempt, so a crash sends it back to PENDING.
+        # The collector is RUNNING while its elements run.
         self._check(c, RUNNING)
         self.states[c] = RUNNING
         self.started[c] = time.time()
+        self.attempts[c] = 1
         if self.persist:
-            self.rows.append((task.name, "running", 0, self.started[c], None, None, None))
+            self.rows.append((task.name, "running", 1, self.started[c], None, None, None))
         if self.persist and names:
             self.storage.add_tasks(self.run_id, names, {n: list(task.deps) for n in names})
         stack: list[int] = []
