@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from dagexec_core import Dag, RetryPolicy, RunHandle, TaskState, hookimpl, run
 from patterns_support import SharedStorage
 
@@ -189,3 +191,35 @@ def test_map_of_ten_thousand_elements_with_stored_outputs_resumes() -> None:
     stored = shared.storage.load_records(report.run_id)
     assert len(stored) == 10_002 and stored["double[9999]"].output == 19_998
     assert stored["double"].output[:3] == [0, 2, 4]
+
+
+def test_a_map_interrupted_by_a_crash_resumes_instead_of_failing_its_collector() -> None:
+    """The collector is RUNNING while its elements run; that is no attempt of user code to use up."""
+    shared = SharedStorage()
+    executed: list[str] = []
+
+    class CrashAtElementThree:
+        @hookimpl
+        def dagexec_task_started(self, task: Any) -> None:
+            if task.name == "work[3]" and "work[3]" not in executed:
+                executed.append("work[3]")
+                raise SystemExit("the process dies here")  # not an Exception: it ends the run, like a kill
+
+    def work(item: int) -> int:
+        executed.append(f"work[{item}]")
+        return item + 1
+
+    dag = Dag("d")
+    dag.add("items", lambda: list(range(6)))
+    dag.map(work, over="items")
+    with pytest.raises(SystemExit):
+        run(dag, plugins=[shared, CrashAtElementThree()], concurrency=1)
+    (run_id,) = shared.storage.runs
+    assert shared.storage.get_run(run_id).status == "crashed"
+    assert shared.storage.records[run_id]["work"].state is TaskState.RUNNING
+    assert shared.storage.records[run_id]["work[3]"].state is TaskState.RUNNING
+
+    report = run(dag, plugins=[shared], resume=run_id)
+    assert report.ok, report.records["work"]
+    assert report.outputs["work"] == [1, 2, 3, 4, 5, 6]
+    assert executed == ["work[0]", "work[1]", "work[2]", "work[3]", "work[3]", "work[4]", "work[5]"]

@@ -1033,7 +1033,8 @@ class Run:
             elif state is COMPLETED:
                 self.outputs[i] = rec.output
             elif state in (RUNNING, RETRYING, READY, CANCELLED):
-                if state is not CANCELLED and rec.attempts >= self._policy(i).max_attempts:
+                # A map collector's RUNNING is its elements running, not an attempt of its own.
+                if state is not CANCELLED and task.map_over is None and rec.attempts >= self._policy(i).max_attempts:
                     state = FAILED
                     self.errors[i] = rec.error or "interrupted by a crash on its last attempt"
                     self.finished[i] = now
