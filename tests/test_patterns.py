@@ -53,6 +53,17 @@ def test_conditional_skips_the_branch_not_taken_and_cascades_by_trigger() -> Non
     assert s["strict_join"] == "skipped"  # all_success join does not
 
 
+def test_a_run_whose_only_skips_are_branches_not_taken_is_ok() -> None:
+    report = run(branching_dag(50), persist=False)
+    assert report.ok and report.status == "completed"
+    dag = Dag("d")
+    branch(dag, "pick", lambda: "a", branches=["a", "b"])
+    dag.add("a", lambda: 1 / 0, deps=["pick"])
+    dag.add("b", lambda: 2, deps=["pick"])
+    failed = run(dag, persist=False)
+    assert not failed.ok and failed.status == "failed" and failed.failed == ["a"]
+
+
 def test_conditional_takes_the_other_branch_for_other_input() -> None:
     report = run(branching_dag(3), persist=False)
     s = states(report)
@@ -170,7 +181,7 @@ def test_resumed_run_keeps_skipping_the_branch_not_taken() -> None:
     assert one.status == "cancelled"
     assert states(one)["small"] == "pending"
     two = run(dag, plugins=[shared], resume=one.run_id)
-    assert two.ok is False
+    assert two.ok and two.status == "completed"
     assert states(two) == {"pick": "completed", "slow": "completed", "big": "completed", "small": "skipped"}
 
 

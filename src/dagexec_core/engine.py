@@ -133,8 +133,8 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """Every task completed."""
-        return self._run.count(COMPLETED) == len(self._run.tasks)
+        """Every task completed, or was skipped with nothing failed (a branch not taken, a trigger rule)."""
+        return self._run.all_done_ok()
 
     @property
     def records(self) -> dict[str, TaskRecord]:
@@ -448,10 +448,13 @@ class Run:
     def _final_status(self) -> str:
         if self.cancelling:
             return "cancelled"
-        counts = self.counts()
-        if counts.get("completed", 0) == len(self.tasks):
-            return "completed"
-        return "failed"
+        return "completed" if self.all_done_ok() else "failed"
+
+    def all_done_ok(self) -> bool:
+        """Every task COMPLETED or SKIPPED. A skip needs no failure only when it was
+        chosen (a branch not taken, a ``one_failed`` handler with nothing failed);
+        a skip caused by a failure leaves that failure in the table."""
+        return self.count(COMPLETED) + self.count(SKIPPED) == len(self.tasks)
 
     async def _loop(self) -> None:
         wakeup = self.wakeup
