@@ -305,6 +305,41 @@ def test_waiting_task_holds_no_slot_so_the_emitter_runs_with_concurrency_one() -
     assert report.outputs["wait"] == "approved by alice"
 
 
+def test_a_task_whose_event_came_gets_the_next_free_slot_before_queued_tasks() -> None:
+    order: list[str] = []
+
+    def emitter(ctx: Any) -> None:
+        order.append("emit")
+        ctx.emit("go")
+
+    def queued(ctx: Any) -> None:
+        order.append(ctx.task)
+
+    dag = Dag("d")
+    event_task(dag, "wait", "go", timeout=60, handler=lambda: order.append("handler"), priority=10)
+    dag.add("emit", emitter, priority=5)
+    for name in ("q1", "q2", "q3"):
+        dag.add(name, queued)
+    report = run(dag, persist=False, concurrency=1)
+    assert report.ok
+    # It was running before it waited: it resumes first, not after the whole ready queue.
+    assert order == ["emit", "handler", "q1", "q2", "q3"]
+
+
+def test_cancelling_a_run_while_a_task_waits_for_an_event_leaves_it_resumable() -> None:
+    handle = RunHandle()
+
+    def cancel(ctx: Any) -> None:
+        handle.cancel(grace_period=0)
+
+    dag = Dag("d")
+    event_task(dag, "wait", "never", timeout=60, priority=10)
+    dag.add("stop", cancel)
+    report = run(dag, persist=False, concurrency=1, handle=handle)
+    assert report.status == "cancelled"
+    assert report.records["wait"].state is TaskState.CANCELLED
+
+
 def test_event_from_a_run_handle_in_another_thread() -> None:
     handle = RunHandle()
     waiting = threading.Event()

@@ -306,12 +306,21 @@ class Run:
         self._wake()
 
     async def acquire_slot(self) -> None:
-        while self.running >= self.concurrency and not self.cancelling:
-            fut: asyncio.Future[None] = self.loop.create_future()
-            self.slot_waiters.append(fut)
-            self._wake()
-            await fut
-        self.running += 1
+        """Take a slot back; a waiting task gets the next free one before tasks in the ready queue."""
+        if self.running < self.concurrency or self.cancelling:
+            self.running += 1
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self.slot_waiters.append(fut)
+        self._wake()
+        try:
+            await fut  # whoever resolves it has counted this task in `running`
+        except asyncio.CancelledError:
+            if not fut.done() or fut.cancelled():
+                if fut in self.slot_waiters:
+                    self.slot_waiters.remove(fut)
+                self.running += 1  # the task's completion gives back the slot it never got back
+            raise
 
     def load_task_state(self, task: str) -> Any:
         return self.storage.load_task_state(self.dag.name, task)
@@ -384,6 +393,7 @@ class Run:
         for fut in self.slot_waiters:
             if not fut.done():
                 fut.set_result(None)
+                self.running += 1
         self.slot_waiters.clear()
         if grace <= 0:
             self._cancel_running()
@@ -495,6 +505,11 @@ class Run:
         rows = self.rows
         persist = self.persist
         now = time.time()
+        while self.slot_waiters and self.running < self.concurrency:
+            fut = self.slot_waiters.pop(0)
+            if not fut.done():
+                fut.set_result(None)
+                self.running += 1
         while ready and self.running < self.concurrency:
             _, _, i = heapq.heappop(ready)
             task = self.tasks[i]
@@ -509,10 +524,6 @@ class Run:
             if persist:
                 rows.append((task.name, "running", self.attempts[i], now, None, None, None))
             to_start.append(i)
-        while self.slot_waiters and self.running < self.concurrency:
-            fut = self.slot_waiters.pop(0)
-            if not fut.done():
-                fut.set_result(None)
         self._flush()
         for i in to_start:
             self._submit(i)
