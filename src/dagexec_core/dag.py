@@ -51,6 +51,9 @@ class Task:
     map_over: str | None = None
     #: Set by `patterns.branch`: the child tasks this conditional chooses among.
     branches: tuple[str, ...] | None = None
+    #: The task checkpoints its own progress (a loop, ``ctx.state``): an attempt cut
+    #: short by a crash does not use up its retries, a resume runs it again.
+    resumable: bool = False
     is_async: bool = attrs.field(init=False)
     #: Dependencies that ``fn`` takes as parameters, in ``deps`` order.
     dep_params: tuple[str, ...] = attrs.field(init=False)
@@ -112,6 +115,7 @@ class Dag:
         static_kwargs: dict[str, Any] | None = None,
         map_over: str | None = None,
         branches: Iterable[str] | None = None,
+        resumable: bool = False,
     ) -> Task:
         """Add ``fn`` as task ``name``; the same options as `task`."""
         if name in self._tasks:
@@ -131,6 +135,7 @@ class Dag:
             static_kwargs=dict(static_kwargs or {}),
             map_over=map_over,
             branches=None if branches is None else tuple(branches),
+            resumable=resumable,
         )
         self._tasks[name] = task
         return task

@@ -1047,8 +1047,12 @@ class Run:
             elif state is COMPLETED:
                 self.outputs[i] = rec.output
             elif state in (RUNNING, RETRYING, READY, CANCELLED):
-                # A map collector's RUNNING is its elements running, not an attempt of its own.
-                if state is not CANCELLED and task.map_over is None and rec.attempts >= self._policy(i).max_attempts:
+                # A map collector's RUNNING is its elements running, not an attempt of its own;
+                # a resumable task continues from its own checkpoint.
+                if (
+                    state is not CANCELLED and task.map_over is None and not task.resumable
+                    and rec.attempts >= self._policy(i).max_attempts
+                ):
                     state = FAILED
                     self.errors[i] = rec.error or "interrupted by a crash on its last attempt"
                     self.finished[i] = now

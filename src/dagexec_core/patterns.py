@@ -235,7 +235,8 @@ def loop(
     Each finished iteration is checkpointed in the run's meta
     (``loop:{name}``) before the next starts, so a retried attempt or a
     resumed run continues after the last finished iteration, not from zero.
-    Results must be JSON values when state is persisted.
+    The task is ``resumable``: an attempt cut short by a crash does not use
+    up its retries. Results must be JSON values when state is persisted.
     """
     if not isinstance(max_iterations, int) or max_iterations < 1:
         raise TaskDefinitionError(f"loop {name!r}: max_iterations must be an int >= 1, not {max_iterations!r}")
@@ -294,6 +295,7 @@ def loop(
 
         fn = run_loop
     fn.__name__ = fn.__qualname__ = getattr(body, "__name__", name)
+    options.setdefault("resumable", True)
     return dag.add(name, _with_signature(fn, ctx=True), deps=deps, **options)
 
 
