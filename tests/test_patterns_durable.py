@@ -235,7 +235,7 @@ def emit(ctx):
         f.write("emit\\n")
     ctx.emit("token", {"secret": 7})
 
-@dag.task(deps=["emit"])
+@dag.task(deps=["emit"], resumable=True)
 async def wait(ctx):
     if not (HERE / "killed").exists():
         (HERE / "stuck").write_text(ctx.run_id)

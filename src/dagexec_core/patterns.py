@@ -345,6 +345,7 @@ def event_task(
         return await asyncio.to_thread(handler, **call)
 
     wait_event.__name__ = wait_event.__qualname__ = name
+    options.setdefault("resumable", True)  # waiting has no side effect to repeat
     return dag.add(name, _with_signature(wait_event, ctx=True), deps=deps, **options)
 
 
