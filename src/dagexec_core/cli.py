@@ -62,7 +62,7 @@ def load_dags(path: Path) -> dict[str, Dag]:
         raise UsageError(f"{where}: importing the DAG file raised {type(exc).__name__}: {exc}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
-    dags = {}
+    dags: dict[str, Dag] = {}
     for value in vars(module).values():
         if isinstance(value, Dag):
             dags.setdefault(value.name, value)
