@@ -15,7 +15,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from dagexec_core import Dag, RetryPolicy, RunHandle, TaskState, hookimpl, run
 from dagexec_core.errors import TaskDefinitionError
-from dagexec_core.patterns import Stop, branch, emit_to_run, event_task, fan_out_in, loop, pipeline
+from dagexec_core.patterns import (
+    Stop,
+    branch,
+    emit_to_run,
+    event_task,
+    fan_out_in,
+    loop,
+    pipeline,
+    recorded_branches,
+)
 from patterns_support import SharedStorage
 
 COMPLETED, SKIPPED, FAILED = TaskState.COMPLETED, TaskState.SKIPPED, TaskState.DEAD_LETTERED
@@ -153,10 +162,21 @@ def test_conditional_records_its_choice_in_run_meta_and_on_its_span() -> None:
         dag.add("big", lambda: 1, deps=["pick"])
         dag.add("small", lambda: 2, deps=["pick"])
         report = run(dag, plugins=[shared, Spans()])
-        assert shared.storage.get_meta(report.run_id, "branch:pick") == "big"
+        assert recorded_branches(shared.storage, report.run_id) == {"pick": "big"}
         spans = {s.name: s for s in exporter.get_finished_spans()}
         assert spans["pick"].attributes is not None and spans["pick"].attributes["dagexec.branch"] == "big"
         assert "dagexec.branch" not in (spans["measure"].attributes or {})
+
+
+def test_every_conditional_of_a_run_is_recorded() -> None:
+    shared = SharedStorage()
+    dag = Dag("d")
+    for k in range(5):
+        branch(dag, f"pick{k}", lambda k=k: f"a{k}" if k % 2 else f"b{k}", branches=[f"a{k}", f"b{k}"])
+        dag.add(f"a{k}", lambda: 1, deps=[f"pick{k}"])
+        dag.add(f"b{k}", lambda: 2, deps=[f"pick{k}"])
+    report = run(dag, plugins=[shared])
+    assert recorded_branches(shared.storage, report.run_id) == {f"pick{k}": ("a" if k % 2 else "b") + str(k) for k in range(5)}
 
 
 def test_resumed_run_keeps_skipping_the_branch_not_taken() -> None:

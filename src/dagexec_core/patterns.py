@@ -6,7 +6,7 @@ task. What a pattern remembers between attempts or across a resume lives in
 the run's meta values of the `Storage` (``get_meta`` / ``put_meta``) under
 these keys:
 
-- ``branch:{task}``: the branch a conditional task chose;
+- ``branches``: ``{task: choice}`` for every conditional task that has chosen;
 - ``loop:{task}``: the last finished iteration of a loop
   (``{"iteration": i, "result": value, "done": bool}``);
 - ``event:{name}``: an event emitted to the run, by a task or from outside
@@ -46,9 +46,10 @@ __all__ = [
     "fan_out_in",
     "loop",
     "pipeline",
+    "recorded_branches",
 ]
 
-BRANCH_KEY = "branch:{}"
+BRANCHES_KEY = "branches"
 LOOP_KEY = "loop:{}"
 EVENT_KEY = "event:{}"
 
@@ -155,7 +156,7 @@ def branch(
     The branches not chosen are SKIPPED whatever their trigger; their
     descendants then follow their own trigger rules, so a join after the
     branches wants ``trigger="none_failed"`` (or ``"one_success"``).
-    The choice is kept in the run's meta (``branch:{name}``) and set as the
+    The choice is kept in the run's meta (``branches``) and set as the
     ``dagexec.branch`` attribute of the task's span.
     """
     names = tuple(branches)
@@ -180,7 +181,7 @@ def branch(
             )
         value = choice if isinstance(choice, str) or choice is None else list(choice)
         _set_span_attribute("dagexec.branch", value if value is not None else [])
-        _on_loop(ctx.run, ctx.run.storage.put_meta, ctx.run_id, BRANCH_KEY.format(name), value)
+        _on_loop(ctx.run, record_branch, ctx.run.storage, ctx.run_id, name, value)
         return value
 
     if is_async:
@@ -201,6 +202,18 @@ def branch(
         fn = choose
     fn.__name__ = fn.__qualname__ = getattr(chooser, "__name__", name)
     return dag.add(name, _with_signature(fn, ctx=True), deps=deps, branches=names, **options)
+
+
+def record_branch(storage: Storage, run_id: str, task: str, choice: Any) -> None:
+    """Add ``task``'s choice to the run's ``branches`` meta (on the loop thread: no lost update)."""
+    chosen = dict(storage.get_meta(run_id, BRANCHES_KEY) or {})
+    chosen[task] = choice
+    storage.put_meta(run_id, BRANCHES_KEY, chosen)
+
+
+def recorded_branches(storage: Storage, run_id: str) -> dict[str, Any]:
+    """``{task: choice}`` of the run's conditional tasks that have chosen (for ``dagexec show``)."""
+    return dict(storage.get_meta(run_id, BRANCHES_KEY) or {})
 
 
 # ---------------------------------------------------------------------------
