@@ -360,6 +360,17 @@ def test_cancelling_a_run_while_a_task_waits_for_an_event_leaves_it_resumable() 
     assert report.records["wait"].state is TaskState.CANCELLED
 
 
+def test_a_sync_task_waiting_with_wait_for_blocking_also_frees_its_slot() -> None:
+    def waiter(ctx: Any) -> Any:
+        return ctx.wait_for_blocking("ready", timeout=60)
+
+    dag = Dag("d")
+    dag.add("wait", waiter, priority=10)
+    dag.add("emit", lambda ctx: ctx.emit("ready", "yes"))
+    report = run(dag, persist=False, concurrency=1)
+    assert report.outputs["wait"] == "yes"
+
+
 def test_event_from_a_run_handle_in_another_thread() -> None:
     handle = RunHandle()
     waiting = threading.Event()
