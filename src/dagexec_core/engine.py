@@ -249,6 +249,7 @@ class Run:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.events: dict[str, Any] = {}
         self.event_waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self.event_poller: asyncio.Task[None] | None = None
         self.slot_waiters: list[asyncio.Future[None]] = []
         self.stored_extra: dict[str, TaskRecord] = {}
         self.n_retries = 0
@@ -292,17 +293,21 @@ class Run:
         if event in self.events:
             return self.events[event]
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self.event_waiters.setdefault(event, []).append(fut)
-        # Events from other processes (`dagexec emit`) arrive through storage.
-        poller = self.loop.create_task(
-            patterns.poll_event(self, event, float(self.config.getoption("event_poll_interval", 0.1)))
-        )
+        waiters = self.event_waiters.setdefault(event, [])
+        waiters.append(fut)
+        if self.event_poller is None or self.event_poller.done():
+            # Events from other processes (`dagexec emit`) arrive through storage.
+            interval = float(self.config.getoption("event_poll_interval", 0.1))
+            self.event_poller = self.loop.create_task(patterns.poll_events(self, interval))
         self.release_slot()
         try:
             async with asyncio.timeout(timeout):
                 return await fut
         finally:
-            poller.cancel()
+            if fut in waiters:  # timed out or cancelled: stop polling for it
+                waiters.remove(fut)
+                if not waiters and self.event_waiters.get(event) is waiters:
+                    del self.event_waiters[event]
             await self.acquire_slot()
 
     def release_slot(self) -> None:

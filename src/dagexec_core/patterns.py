@@ -390,14 +390,14 @@ def emit_to_run(storage: Storage, run_id: str, event: str, payload: Any = None) 
     store_event(storage, run_id, event, payload)
 
 
-async def poll_event(run: Run, event: str, interval: float) -> None:
-    """Deliver ``event`` to the run once another process stores it (runs while a task waits)."""
-    while True:
+async def poll_events(run: Run, interval: float) -> None:
+    """Deliver events other processes store for the run; one per run, while any task waits."""
+    while run.event_waiters:
         await asyncio.sleep(interval)
-        found, payload = load_event(run.storage, run.run_id, event)
-        if found:
-            run.deliver(event, payload)
-            return
+        for event in list(run.event_waiters):
+            found, payload = load_event(run.storage, run.run_id, event)
+            if found:
+                run.deliver(event, payload)
 
 
 # ---------------------------------------------------------------------------
