@@ -256,3 +256,18 @@ def test_an_event_emitted_before_a_crash_reaches_the_waiter_after_resume(tmp_pat
     dagexec("run", "flow.py", "--resume", run_id, cwd=tmp_path)
     assert lines(tmp_path / "emitted.log") == ["emit"]  # the emitter completed before the kill: not run again
     assert (tmp_path / "result").read_text() == "7"
+
+
+# ---------------------------------------------------------------------------
+# conditional: the choice in `dagexec show`
+# ---------------------------------------------------------------------------
+
+
+def test_dagexec_show_tells_which_branch_a_conditional_took(tmp_path: Path) -> None:
+    proc = dagexec("run", str(ROOT / "examples" / "patterns.py"), "--json", cwd=tmp_path)
+    run_id = json.loads(proc.stdout)["run_id"]
+    shown = dagexec("show", run_id, cwd=tmp_path).stdout
+    assert "route chose ship_standard" in shown
+    as_json = json.loads(dagexec("show", run_id, "--json", cwd=tmp_path).stdout)
+    assert as_json["branches"] == {"route": "ship_standard"}
+    assert {t["name"]: t["state"] for t in as_json["tasks"]}["ship_express"] == "skipped"
