@@ -25,6 +25,7 @@ from .errors import PluginHookError, PluginLoadError
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "dagexec_plugins.memory"),
     ("local", "dagexec_plugins.local"),
+    ("process", "dagexec_plugins.process"),
     ("retry", "dagexec_plugins.retry"),
     ("breaker", "dagexec_plugins.breaker"),
     ("deadletter", "dagexec_plugins.deadletter"),

@@ -76,15 +76,15 @@ class DaskExecutor:
         self.loop = loop
         self.local.start(loop, concurrency)
         if self.address:
-            self.client = Client(self.address)
+            self.client = Client(self.address)  # type: ignore[no-untyped-call]
         else:
-            self.cluster = LocalCluster(
+            self.cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=self.workers or min(4, os.cpu_count() or 1),
                 threads_per_worker=1,
                 processes=self.processes,
                 dashboard_address=None,
             )
-            self.client = Client(self.cluster)
+            self.client = Client(self.cluster)  # type: ignore[no-untyped-call]
 
     def submit(
         self, task: Task, kwargs: dict[str, Any], timeout: float | None, context: Any = None
@@ -100,7 +100,9 @@ class DaskExecutor:
                 call_in_trace, task.fn, carrier, kwargs, pure=False, key=f"{task.name}-{id(result):x}"
             )
         except Exception as exc:
-            raise _unpicklable(task, exc) if "serialize" in str(exc) else exc
+            if "serialize" in str(exc):
+                raise _unpicklable(task, exc) from exc
+            raise
 
         def settle(done: Any) -> None:
             # Runs on a Dask client thread: hand the outcome to the event loop.
