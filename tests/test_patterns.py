@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import pattern_tasks as pt
 from dagexec_core import Dag, RetryPolicy, RunHandle, TaskState, hookimpl, run
 from dagexec_core.errors import TaskDefinitionError
 from dagexec_core.patterns import (
@@ -569,3 +571,24 @@ def test_pipeline_step_failure_skips_the_rest() -> None:
     dag.pipeline("p", [lambda: 1, boom, lambda x: x])
     report = run(dag, persist=False)
     assert states(report) == {"p_0": "completed", "p_1": "dead_lettered", "p": "skipped"}
+
+
+def test_patterns_run_under_the_process_executor() -> None:
+    """Wrappers around sync functions pickle to worker processes; conditional and loop bodies stay here."""
+    dag = Dag("processes")
+    dag.add("size", pt.size)
+    branch(dag, "pick", pt.choose, branches=["big", "small"], deps=["size"])
+    dag.add("big", pt.where, deps=["pick"])
+    dag.add("small", pt.where, deps=["pick"])
+    loop(dag, "acc", pt.accumulate, max_iterations=4)
+    dag.fan_out_in("shard", 3, pt.shard, pt.total_with_pid)
+    dag.pipeline("chain", [pt.start, pt.add_one, pt.add_one_with_pid])
+    report = run(dag, persist=False, executor="process", concurrency=2)
+    assert report.ok, {n: r.error for n, r in report.records.items() if r.error}
+    assert report.outputs["pick"] == "big" and report.records["small"].state is SKIPPED
+    assert report.outputs["acc"] == 0 + 1 + 2 + 3
+    total, agg_pid = report.outputs["shard_aggregate"]
+    value, step_pid = report.outputs["chain"]
+    assert total == 30 and value == 3
+    assert os.getpid() not in (agg_pid, step_pid, report.outputs["big"])  # they ran in worker processes
+

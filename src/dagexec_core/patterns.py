@@ -77,34 +77,27 @@ def _pick(params: dict[str, inspect.Parameter], values: dict[str, Any]) -> dict[
     return {k: v for k, v in values.items() if k in params}
 
 
-def _with_signature(wrapper: Callable[..., Any], *, ctx: bool, deps: bool = True) -> Callable[..., Any]:
-    """Give ``wrapper`` the signature the engine reads: ``ctx`` if wanted, ``**deps`` for dependency outputs."""
-    params = []
-    if ctx:
-        params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY))
-    if deps:
-        params.append(inspect.Parameter("deps", inspect.Parameter.VAR_KEYWORD))
-    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+def _signature(*, ctx: bool) -> inspect.Signature:
+    """What the engine reads of a wrapper: ``ctx`` if wanted, ``**deps`` for every dependency's output."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY)] if ctx else []
+    params.append(inspect.Parameter("deps", inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+def _with_signature(wrapper: Callable[..., Any], *, ctx: bool) -> Callable[..., Any]:
+    wrapper.__signature__ = _signature(ctx=ctx)  # type: ignore[attr-defined]
     return wrapper
 
 
-def _on_loop(run: Run, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call ``fn`` on the run's event loop thread and return its result.
+async def _call(fn: Callable[..., Any], is_async: bool, kwargs: dict[str, Any]) -> Any:
+    """Await ``fn``, or run it in a thread (context variables, so the current span, go along).
 
-    Storage objects belong to the loop's thread (a SQLite connection does);
-    sync task bodies run in worker threads, so they reach storage this way.
+    Pattern bodies run in the run's process whatever the executor: they keep
+    their checkpoints in the run's storage, which lives on the event loop.
     """
-    try:
-        on_loop = asyncio.get_running_loop() is run.loop
-    except RuntimeError:
-        on_loop = False
-    if on_loop:
-        return fn(*args)
-
-    async def call() -> Any:
-        return fn(*args)
-
-    return asyncio.run_coroutine_threadsafe(call(), run.loop).result()
+    if is_async:
+        return await fn(**kwargs)
+    return await asyncio.to_thread(fn, **kwargs)
 
 
 def _check_json(run: Run, what: str, value: Any) -> None:
@@ -181,27 +174,16 @@ def branch(
             )
         value = choice if isinstance(choice, str) or choice is None else list(choice)
         _set_span_attribute("dagexec.branch", value if value is not None else [])
-        _on_loop(ctx.run, record_branch, ctx.run.storage, ctx.run_id, name, value)
+        record_branch(ctx.run.storage, ctx.run_id, name, value)
         return value
 
-    if is_async:
+    async def choose(ctx: TaskContext, **kwargs: Any) -> Any:
+        if wants_ctx:
+            kwargs["ctx"] = ctx
+        return record(ctx, await _call(chooser, is_async, _pick(params, kwargs)))
 
-        async def choose_async(ctx: TaskContext, **kwargs: Any) -> Any:
-            if wants_ctx:
-                kwargs["ctx"] = ctx
-            return record(ctx, await chooser(**_pick(params, kwargs)))
-
-        fn: Callable[..., Any] = choose_async
-    else:
-
-        def choose(ctx: TaskContext, **kwargs: Any) -> Any:
-            if wants_ctx:
-                kwargs["ctx"] = ctx
-            return record(ctx, chooser(**_pick(params, kwargs)))
-
-        fn = choose
-    fn.__name__ = fn.__qualname__ = getattr(chooser, "__name__", name)
-    return dag.add(name, _with_signature(fn, ctx=True), deps=deps, branches=names, **options)
+    choose.__name__ = choose.__qualname__ = getattr(chooser, "__name__", name)
+    return dag.add(name, _with_signature(choose, ctx=True), deps=deps, branches=names, **options)
 
 
 def record_branch(storage: Storage, run_id: str, task: str, choice: Any) -> None:
@@ -257,7 +239,7 @@ def loop(
     key = LOOP_KEY.format(name)
 
     def start(ctx: TaskContext) -> tuple[int, Any, bool]:
-        saved = _on_loop(ctx.run, ctx.run.storage.get_meta, ctx.run_id, key)
+        saved = ctx.run.storage.get_meta(ctx.run_id, key)
         if saved is None:
             return 0, initial, False
         return int(saved["iteration"]) + 1, saved["result"], bool(saved["done"])
@@ -267,7 +249,7 @@ def loop(
         if done:
             value = value.value
         _check_json(ctx.run, f"{name} (iteration {i})", value)
-        _on_loop(ctx.run, ctx.run.storage.put_meta, ctx.run_id, key, {"iteration": i, "result": value, "done": done})
+        ctx.run.storage.put_meta(ctx.run_id, key, {"iteration": i, "result": value, "done": done})
         return value, done
 
     def stop_if_cancelled(ctx: TaskContext, i: int) -> None:
@@ -285,31 +267,19 @@ def loop(
             values["ctx"] = ctx
         return _pick(params, values)
 
-    if inspect.iscoroutinefunction(body):
+    is_async = inspect.iscoroutinefunction(body)
 
-        async def run_loop_async(ctx: TaskContext, **kwargs: Any) -> Any:
-            i, previous, done = start(ctx)
-            while not done and i < max_iterations:
-                stop_if_cancelled(ctx, i)
-                previous, done = checkpoint(ctx, i, await body(**arguments(ctx, i, previous, kwargs)))
-                i += 1
-            return previous
+    async def run_loop(ctx: TaskContext, **kwargs: Any) -> Any:
+        i, previous, done = start(ctx)
+        while not done and i < max_iterations:
+            stop_if_cancelled(ctx, i)
+            previous, done = checkpoint(ctx, i, await _call(body, is_async, arguments(ctx, i, previous, kwargs)))
+            i += 1
+        return previous
 
-        fn: Callable[..., Any] = run_loop_async
-    else:
-
-        def run_loop(ctx: TaskContext, **kwargs: Any) -> Any:
-            i, previous, done = start(ctx)
-            while not done and i < max_iterations:
-                stop_if_cancelled(ctx, i)
-                previous, done = checkpoint(ctx, i, body(**arguments(ctx, i, previous, kwargs)))
-                i += 1
-            return previous
-
-        fn = run_loop
-    fn.__name__ = fn.__qualname__ = getattr(body, "__name__", name)
+    run_loop.__name__ = run_loop.__qualname__ = getattr(body, "__name__", name)
     options.setdefault("resumable", True)
-    return dag.add(name, _with_signature(fn, ctx=True), deps=deps, **options)
+    return dag.add(name, _with_signature(run_loop, ctx=True), deps=deps, **options)
 
 
 # ---------------------------------------------------------------------------
@@ -431,29 +401,8 @@ def fan_out_in(
     for i, wname in enumerate(names):
         static = {"index": i} if "index" in wparams else None
         dag.add(wname, worker, deps=after, static_kwargs=static, **options)
-    aparams = _params(aggregator)
-    wants_ctx = "ctx" in aparams
-
-    def gather(kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        extra = {"ctx": kwargs["ctx"]} if wants_ctx else {}
-        return [kwargs[n] for n in names], extra
-
-    if inspect.iscoroutinefunction(aggregator):
-
-        async def aggregate_async(**kwargs: Any) -> Any:
-            outputs, extra = gather(kwargs)
-            return await aggregator(outputs, **extra)
-
-        fn: Callable[..., Any] = aggregate_async
-    else:
-
-        def aggregate(**kwargs: Any) -> Any:
-            outputs, extra = gather(kwargs)
-            return aggregator(outputs, **extra)
-
-        fn = aggregate
-    fn.__name__ = fn.__qualname__ = getattr(aggregator, "__name__", f"{prefix}_aggregate")
-    return dag.add(f"{prefix}_aggregate", _with_signature(fn, ctx=wants_ctx), deps=names, **options)
+    aggregate = _first_arg(aggregator, tuple(names), as_list=True)
+    return dag.add(f"{prefix}_aggregate", aggregate, deps=names, **options)
 
 
 def pipeline(
@@ -480,26 +429,45 @@ def pipeline(
     names = [f"{name}_{i}" for i in range(len(steps) - 1)] + [name]
     task = dag.add(names[0], steps[0], deps=after, **options)
     for prev, step_name, step in zip(names, names[1:], steps[1:], strict=False):
-        task = dag.add(step_name, _chain(prev, step), deps=[prev], **options)
+        task = dag.add(step_name, _first_arg(step, (prev,), as_list=False), deps=[prev], **options)
     return task
 
 
-def _chain(prev: str, step: Callable[..., Any]) -> Callable[..., Any]:
-    wants_ctx = "ctx" in _params(step)
+class _FirstArg:
+    """Calls ``fn`` with dependency outputs as its first argument: the list of them, or the one.
 
-    if inspect.iscoroutinefunction(step):
+    A module-level class rather than a closure so that the process and Dask
+    executors can pickle it (when ``fn`` itself can be pickled).
+    """
 
-        async def chained_async(**kwargs: Any) -> Any:
-            extra = {"ctx": kwargs["ctx"]} if wants_ctx else {}
-            return await step(kwargs[prev], **extra)
+    def __init__(self, fn: Callable[..., Any], names: tuple[str, ...], as_list: bool) -> None:
+        self.fn = fn
+        self.names = names
+        self.as_list = as_list
+        self.wants_ctx = "ctx" in _params(fn)
+        self.__name__ = getattr(fn, "__name__", "step")
 
-        fn: Callable[..., Any] = chained_async
-    else:
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return _signature(ctx=self.wants_ctx)
 
-        def chained(**kwargs: Any) -> Any:
-            extra = {"ctx": kwargs["ctx"]} if wants_ctx else {}
-            return step(kwargs[prev], **extra)
+    def arguments(self, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        first = [kwargs[n] for n in self.names] if self.as_list else kwargs[self.names[0]]
+        return first, ({"ctx": kwargs["ctx"]} if self.wants_ctx else {})
 
-        fn = chained
-    fn.__name__ = fn.__qualname__ = getattr(step, "__name__", "step")
-    return _with_signature(fn, ctx=wants_ctx)
+    def __call__(self, **kwargs: Any) -> Any:
+        first, extra = self.arguments(kwargs)
+        return self.fn(first, **extra)
+
+
+def _first_arg(fn: Callable[..., Any], names: tuple[str, ...], *, as_list: bool) -> Callable[..., Any]:
+    call = _FirstArg(fn, names, as_list)
+    if not inspect.iscoroutinefunction(fn):
+        return call
+
+    async def call_async(**kwargs: Any) -> Any:
+        first, extra = call.arguments(kwargs)
+        return await fn(first, **extra)
+
+    call_async.__name__ = call_async.__qualname__ = call.__name__
+    return _with_signature(call_async, ctx=call.wants_ctx)
