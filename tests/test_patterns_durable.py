@@ -172,7 +172,7 @@ def test_a_run_killed_in_the_middle_of_a_map_does_not_run_completed_elements_aga
     (tmp_path / "killed").write_text("")
     assert lines(tmp_path / "executed.log") == ["0", "1", "2", "3", "4", "5"]
 
-    dagexec("run", "flow.py", "--resume", run_id, cwd=tmp_path)
+    dagexec("run", "flow.py", "--resume", run_id, "--concurrency", "1", cwd=tmp_path)
     assert lines(tmp_path / "executed.log") == ["0", "1", "2", "3", "4", "5", "5", "6", "7"]
     assert (tmp_path / "result").read_text() == str(sum(i * i for i in range(8)))
     shown = json.loads(dagexec("show", run_id, "--json", cwd=tmp_path).stdout)
