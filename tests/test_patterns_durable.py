@@ -47,7 +47,9 @@ def wait_for_file(path: Path, proc: subprocess.Popen[str]) -> str:
         if proc.poll() is not None:
             raise AssertionError(f"child exited {proc.returncode} before writing {path.name}: {proc.communicate()}")
         time.sleep(0.01)
-    return path.read_text()
+    text = path.read_text()
+    assert text, f"{path.name} is empty"
+    return text
 
 
 def lines(path: Path) -> list[str]:
@@ -104,7 +106,8 @@ def step(iteration, previous, ctx):
     with open(HERE / "iterations.log", "a") as f:
         f.write(f"{iteration}\\n")
     if iteration == 3 and not (HERE / "killed").exists():
-        (HERE / "stuck").write_text(ctx.run_id)
+        (HERE / "stuck.tmp").write_text(ctx.run_id)
+        (HERE / "stuck.tmp").replace(HERE / "stuck")  # atomic: the parent never reads it half-written
         threading.Event().wait()          # the parent kills the process here
     return (previous or 0) + iteration
 
@@ -150,7 +153,8 @@ def work(item, ctx):
     with open(HERE / "executed.log", "a") as f:
         f.write(f"{item}\\n")
     if item == 5 and not (HERE / "killed").exists():
-        (HERE / "stuck").write_text(ctx.run_id)
+        (HERE / "stuck.tmp").write_text(ctx.run_id)
+        (HERE / "stuck.tmp").replace(HERE / "stuck")  # atomic: the parent never reads it half-written
         threading.Event().wait()
     return item * item
 
@@ -194,7 +198,8 @@ dag = Dag("deploying")
 
 @dag.task
 def announce(ctx):
-    (HERE / "run_id").write_text(ctx.run_id)
+    (HERE / "run_id.tmp").write_text(ctx.run_id)
+    (HERE / "run_id.tmp").replace(HERE / "run_id")
     return "v2"
 
 def deploy(payload, announce):
@@ -238,7 +243,8 @@ def emit(ctx):
 @dag.task(deps=["emit"], resumable=True)
 async def wait(ctx):
     if not (HERE / "killed").exists():
-        (HERE / "stuck").write_text(ctx.run_id)
+        (HERE / "stuck.tmp").write_text(ctx.run_id)
+        (HERE / "stuck.tmp").replace(HERE / "stuck")  # atomic: the parent never reads it half-written
         await ctx.loop_forever()
     payload = await ctx.wait_for("token", timeout=30)
     (HERE / "result").write_text(str(payload["secret"]))
