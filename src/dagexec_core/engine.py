@@ -40,6 +40,7 @@ from .errors import (
     OutputSerializationError,
     PluginError,
     TaskCancelledError,
+    TaskInterruptedError,
     TaskTimeoutError,
     UsageError,
 )
@@ -257,6 +258,7 @@ class Run:
         self.event_poller: asyncio.Task[None] | None = None
         self.slot_waiters: list[asyncio.Future[None]] = []
         self.stored_extra: dict[str, TaskRecord] = {}
+        self.interrupted: list[int] = []  # resumed tasks a crash caught on their last attempt
         self.n_retries = 0
         self.n_started = 0
         # Set once per run in _resolve_stages: does any plugin implement the event hook?
@@ -449,6 +451,7 @@ class Run:
                 self._open_new()
             self.executor.start(self.loop, self.concurrency)
             self._emit_event("dagexec_run_started", run=self)
+            self._fail_interrupted()
             try:
                 await self._loop()
             finally:
@@ -1052,7 +1055,7 @@ class Run:
         for name, rec in records.items():
             if name not in self.index:
                 self.stored_extra[name] = rec
-        now = time.time()
+        crashed: list[int] = []
         for i, task in enumerate(self.tasks):
             found = records.get(task.name)
             if found is None:
@@ -1072,15 +1075,13 @@ class Run:
             elif state is COMPLETED:
                 self.outputs[i] = rec.output
             elif state in (RUNNING, RETRYING, READY, CANCELLED):
-                # A map collector's RUNNING is its elements running, not an attempt of its own;
-                # a resumable task continues from its own checkpoint.
+                # A map collector's attempt is its elements': it expands again, reusing completed ones;
+                # a resumable task (a loop) continues from its own checkpoint.
                 if (
-                    state is not CANCELLED and task.map_over is None and not task.resumable
+                    state is RUNNING and task.map_over is None and not task.resumable
                     and rec.attempts >= self._policy(i).max_attempts
                 ):
-                    state = FAILED
-                    self.errors[i] = rec.error or "interrupted by a crash on its last attempt"
-                    self.finished[i] = now
+                    crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
                 else:
                     state = PENDING
             self.states[i] = state
@@ -1089,6 +1090,18 @@ class Run:
         if new_names:
             self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
         self._start_roots(range(len(self.tasks)))
+        self._flush()
+        self.interrupted = crashed
+
+    def _fail_interrupted(self) -> None:
+        """Fail (and dead-letter) the tasks a crash interrupted on their last attempt; after run_started."""
+        for i in self.interrupted:
+            self._fail(i, TaskInterruptedError(
+                f"task {self.tasks[i].name!r} was interrupted on its last attempt ({self.attempts[i]}) when the "
+                f"process driving run {self.run_id} died; replay it with: dagexec resume {self.run_id} "
+                f"--replay {self.tasks[i].name}"
+            ))
+        self.interrupted = []
         self._flush()
 
     def _settle_cancelled(self) -> None:
