@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -14,7 +13,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "patterns.md").read_text()
-HAS_SQLITE = importlib.util.find_spec("dagexec_plugins.sqlite") is not None
 
 
 def _examples() -> list[tuple[str, str]]:
@@ -39,8 +37,6 @@ def test_every_pattern_section_has_a_runnable_example() -> None:
 
 @pytest.mark.parametrize("code", [c for _, c in EXAMPLES], ids=[n for n, _ in EXAMPLES])
 def test_docs_example_runs(code: str) -> None:
-    if "state=" in code and not HAS_SQLITE:
-        pytest.skip("needs the sqlite storage plugin")
     exec(compile(code, "docs/patterns.md", "exec"), {"__name__": "docs_example"})
 
 

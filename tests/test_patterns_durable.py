@@ -11,12 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dagexec_core import Dag, run
 from dagexec_core.patterns import loop
-
-pytest.importorskip("dagexec_plugins.sqlite")
 
 ROOT = Path(__file__).resolve().parent.parent
 
