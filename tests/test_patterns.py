@@ -293,6 +293,31 @@ def test_a_resumed_run_continues_a_loop_from_its_last_finished_iteration() -> No
     assert two.outputs["acc"] == 0 + 1 + 2 + 3 + 4 + 5
 
 
+def test_a_loop_that_ended_before_a_crash_returns_its_result_without_running_again() -> None:
+    shared = SharedStorage()
+    calls: list[int] = []
+
+    def body(iteration: int, previous: Any) -> Any:
+        calls.append(iteration)
+        return Stop("converged") if iteration == 1 else iteration
+
+    class DieAfterTheLoop:
+        @hookimpl
+        def dagexec_task_finished(self, task: Any) -> None:
+            if task.name == "fit":
+                raise SystemExit("killed before the loop's COMPLETED record was written")
+
+    dag = Dag("d")
+    loop(dag, "fit", body, max_iterations=10)
+    with pytest.raises(SystemExit):
+        run(dag, plugins=[shared, DieAfterTheLoop()])
+    (run_id,) = shared.storage.runs
+    assert shared.storage.records[run_id]["fit"].state is TaskState.RUNNING  # on its last attempt
+    report = run(dag, plugins=[shared], resume=run_id)
+    assert report.outputs["fit"] == "converged"
+    assert calls == [0, 1]
+
+
 def test_loop_needs_a_positive_maximum() -> None:
     with pytest.raises(TaskDefinitionError, match="max_iterations"):
         loop(Dag("d"), "x", lambda: None, max_iterations=0)
