@@ -66,10 +66,6 @@ def _params(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
         return {}
 
 
-def _accepts(params: dict[str, inspect.Parameter], name: str) -> bool:
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def _pick(params: dict[str, inspect.Parameter], values: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of ``values`` that a function with ``params`` takes."""
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -309,6 +305,7 @@ def event_task(
     if timeout is not None and not timeout > 0:
         raise TaskDefinitionError(f"event task {name!r}: timeout must be a positive number of seconds")
     hparams = _params(handler) if handler is not None else {}
+    handler_is_async = inspect.iscoroutinefunction(handler)
 
     async def wait_event(ctx: TaskContext, **kwargs: Any) -> Any:
         try:
@@ -322,13 +319,11 @@ def event_task(
         if handler is None:
             return payload
         values = dict(kwargs, payload=payload, ctx=ctx)
-        call = _pick(hparams, values)
-        if inspect.iscoroutinefunction(handler):
-            return await handler(**call)
-        return await asyncio.to_thread(handler, **call)
+        return await _call(handler, handler_is_async, _pick(hparams, values))
 
     wait_event.__name__ = wait_event.__qualname__ = name
-    options.setdefault("resumable", True)  # waiting has no side effect to repeat
+    # A crash most likely came during the wait, which has nothing to repeat: resume it.
+    options.setdefault("resumable", True)
     return dag.add(name, _with_signature(wait_event, ctx=True), deps=deps, **options)
 
 
