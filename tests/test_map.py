@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,20 +178,31 @@ def test_map_scales_to_ten_thousand_elements() -> None:
     assert report.records["double[1234]"].output == 2468
 
 
-def test_map_of_ten_thousand_elements_with_stored_outputs_resumes() -> None:
-    shared = SharedStorage()
+def test_a_ten_thousand_element_map_in_a_state_file_resumes_where_it_was_cancelled(tmp_path: Path) -> None:
+    handle = RunHandle()
+    runs: dict[int, int] = {}
 
     async def double(item: int) -> int:
+        runs[item] = runs.get(item, 0) + 1
+        if item == 6_000 and runs[item] == 1:
+            handle.cancel(grace_period=0)
+            await asyncio.Event().wait()
         return item * 2
 
     dag = Dag("big")
     dag.add("items", lambda: list(range(10_000)))
     dag.map(double, over="items")
-    report = run(dag, plugins=[shared], concurrency=64)
-    assert report.ok
-    stored = shared.storage.load_records(report.run_id)
-    assert len(stored) == 10_002 and stored["double[9999]"].output == 19_998
-    assert stored["double"].output[:3] == [0, 2, 4]
+    db = str(tmp_path / "state.db")
+    first = run(dag, state=db, concurrency=8, handle=handle)
+    assert first.status == "cancelled"
+    done_before = {int(n[7:-1]) for n, r in first.records.items() if n.startswith("double[") and r.state is TaskState.COMPLETED}
+    assert 5_000 < len(done_before) < 10_000
+
+    second = run(dag, state=db, resume=first.run_id, concurrency=64)
+    assert second.ok
+    assert second.outputs["double"] == [i * 2 for i in range(10_000)]
+    assert all(runs[i] == 1 for i in done_before)  # completed elements were not run again
+    assert runs[6_000] == 2 and len(runs) == 10_000
 
 
 def test_a_map_interrupted_by_a_crash_resumes_instead_of_failing_its_collector() -> None:
