@@ -181,6 +181,20 @@ def test_every_conditional_of_a_run_is_recorded() -> None:
     assert recorded_branches(shared.storage, report.run_id) == {f"pick{k}": ("a" if k % 2 else "b") + str(k) for k in range(5)}
 
 
+def test_the_tracing_plugin_carries_the_choice_on_the_attempt_span() -> None:
+    pytest.importorskip("dagexec_plugins.tracing", reason="the tracing plugin is not on this branch yet")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    dag = Dag("traced")
+    branch(dag, "pick", lambda: "b", branches=["a", "b"])
+    dag.add("a", lambda: 1, deps=["pick"])
+    dag.add("b", lambda: 2, deps=["pick"])
+    run(dag, persist=False, tracer_provider=provider)
+    chosen = [dict(s.attributes or {}).get("dagexec.branch") for s in exporter.get_finished_spans()]
+    assert "b" in chosen
+
+
 def test_resumed_run_keeps_skipping_the_branch_not_taken() -> None:
     """The skip is derived from the stored choice, not from memory of the first process."""
     shared = SharedStorage()
