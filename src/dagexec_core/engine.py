@@ -194,6 +194,8 @@ class Run:
         self.pm: pluggy.PluginManager = config.pluginmanager
         self.hook = self.pm.hook
         self.resumed_from = resume
+        if resume is not None and not resume.strip():
+            raise UsageError("resume needs a run id; `dagexec runs` lists the stored runs")
         self.run_id = resume or run_id or new_run_id()
         self.replay = tuple(replay)
         self.handle = handle
