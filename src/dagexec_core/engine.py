@@ -1018,6 +1018,11 @@ class Run:
             )
         self.started_at = info.started_at
         self.trace_id = info.trace_id
+        # The DAG the run was created with, unchanged (same digest): no stored dependency list is read.
+        from .stages import fingerprint_digest
+
+        digest = getattr(fingerprint, "digest", None)
+        same_dag = digest is not None and digest == fingerprint_digest({t.name: t.deps for t in self.tasks})
         changed: list[str] = []
         for name, rec in records.items():
             if rec.state is not COMPLETED:
@@ -1026,7 +1031,7 @@ class Run:
                 if _is_mapped_name(name, self.index):
                     continue
                 changed.append(f"completed task {name!r} is no longer in the DAG")
-            elif list(self.tasks[self.index[name]].deps) != list(fingerprint.get(name, [])):
+            elif not same_dag and list(self.tasks[self.index[name]].deps) != list(fingerprint.get(name, [])):
                 changed.append(
                     f"dependencies of completed task {name!r} changed from {list(fingerprint.get(name, []))} "
                     f"to {list(self.tasks[self.index[name]].deps)}"

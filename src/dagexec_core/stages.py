@@ -7,6 +7,8 @@ about them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -53,9 +55,27 @@ class RunInfo:
         }
 
 
+def fingerprint_text(fingerprint: Mapping[str, Sequence[str]]) -> str:
+    """The canonical text of a DAG fingerprint (task -> its dependencies, in task order): compact JSON."""
+    return json.dumps(fingerprint if isinstance(fingerprint, dict) else dict(fingerprint), separators=(",", ":"))
+
+
+def fingerprint_digest(fingerprint: Mapping[str, Sequence[str]] | None = None, *, text: str | None = None) -> str:
+    """A digest of a DAG fingerprint (or of its `fingerprint_text`), to compare two DAGs without either's lists."""
+    if text is None:
+        text = fingerprint_text(fingerprint or {})
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 @runtime_checkable
 class Storage(Protocol):
-    """Where runs and task records live (``dagexec_storage``)."""
+    """Where runs and task records live (``dagexec_storage``).
+
+    The fingerprint `resume_run` returns may carry a ``digest`` attribute: the
+    `fingerprint_digest` of the fingerprint the run was created with. When it
+    equals the digest of the DAG being resumed, the engine knows every stored
+    dependency list is unchanged and reads none of them.
+    """
 
     #: False for storage that keeps nothing past the process (outputs are then
     #: never encoded to JSON and rows are not built on the hot path).

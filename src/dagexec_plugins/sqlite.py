@@ -1,9 +1,10 @@
 """The default storage: runs, task records, transitions and dead letters in one SQLite file.
 
 sqlite-utils creates the schema and runs its migrations (the version lives in
-the file); the hot path (`SqliteStorage.write`) is prepared SQL with
-``executemany``, one transaction per scheduler step. The file is in WAL mode;
-``durability`` picks ``synchronous``:
+the file; the two hot tables are raw DDL, because sqlite-utils cannot create
+``WITHOUT ROWID`` tables); the hot path (`SqliteStorage.write`) is prepared SQL
+with ``executemany``, one transaction per scheduler step. The file is in WAL
+mode; ``durability`` picks ``synchronous``:
 
 - ``fast``: ``synchronous=OFF``. Survives a killed process; an OS crash or
   power loss may lose recent steps or corrupt the file.
@@ -13,11 +14,23 @@ the file); the hot path (`SqliteStorage.write`) is prepared SQL with
 
 A file that is not a dagexec state file (foreign, corrupt, newer schema) is
 refused with `StateFileError` before anything is written to it.
+
+What a scheduler step costs is mostly pages: every page a commit changes is
+one more WAL frame, and every frame is written again when the WAL is
+checkpointed into the file (with an fsync). So the two tables a step writes
+are clustered B-trees with nothing beside them: ``tasks`` is ``WITHOUT ROWID``
+keyed by ``(run_id, name)`` (an update is one seek in one tree, no index), and
+the transition log is ``WITHOUT ROWID`` keyed by ``(run_id, seq)`` (an insert
+appends to the run's last page, no index). The DAG's dependency lists are one
+JSON document per run in ``run_fingerprints`` with its digest in ``runs``, so a
+resume of an unchanged DAG reads none of them. Checkpoints run on a background
+thread with its own connection, so a step's commit never waits for one.
 """
 
 from __future__ import annotations
 
 import json
+import json.decoder
 import logging
 import os
 import socket
@@ -36,7 +49,7 @@ from dagexec_core import hookimpl
 from dagexec_core.config import Config
 from dagexec_core.errors import RunLockedError, RunNotFoundError, StateFileError, UsageError
 from dagexec_core.outputs import JsonSerializer, Serializer
-from dagexec_core.stages import DeadLetter, RecordRow, RunInfo
+from dagexec_core.stages import DeadLetter, RecordRow, RunInfo, fingerprint_digest, fingerprint_text
 from dagexec_core.state import TaskRecord, TaskState
 
 log = logging.getLogger("dagexec.sqlite")
@@ -44,7 +57,7 @@ log = logging.getLogger("dagexec.sqlite")
 #: ``PRAGMA application_id`` of every dagexec state file ("dagx").
 APPLICATION_ID = 0x64616778
 #: The schema this code writes; a file with a higher version is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 DURABILITY = {"fast": "OFF", "normal": "NORMAL", "durable": "FULL"}
@@ -54,17 +67,28 @@ LOCK_STALE_AFTER = 120.0
 #: Seconds between heartbeats of the runs a process holds (a thread writes them, so long tasks keep the lock).
 HEARTBEAT_EVERY = 10.0
 
-_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+#: Commits between two checkpoints of the WAL, run by a background thread (a step is 2-5 WAL frames).
+CHECKPOINT_EVERY = 200
+#: The writing connection's own automatic checkpoint (pages), a backstop when the background one falls behind.
+WAL_AUTOCHECKPOINT = 8000
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
 
 _STATES = {s.value: s for s in TaskState}
+#: The C scanner behind ``json.loads`` (see `SqliteStorage._load`).
+_JSON_SCAN: Callable[[str, int], tuple[Any, int]] = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 _UPDATE_TASK = (
     "UPDATE tasks SET state = ?, attempts = ?, started_at = ?, finished_at = ?, output = ?, error = ? "
     "WHERE run_id = ? AND name = ?"
 )
-_INSERT_TRANSITION = "INSERT INTO transitions (run_id, task, state, attempts, at, error) VALUES (?, ?, ?, ?, ?, ?)"
-_INSERT_TASK = (
-    "INSERT OR IGNORE INTO tasks (run_id, name, seq, state, attempts, deps) VALUES (?, ?, ?, 'pending', 0, ?)"
+_INSERT_TRANSITION = (
+    "INSERT INTO transitions (run_id, seq, task, state, attempts, at, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TASK = "INSERT OR IGNORE INTO tasks (run_id, name, seq, state, attempts) VALUES (?, ?, ?, 'pending', 0)"
+_INSERT_FINGERPRINT = (
+    "INSERT INTO run_fingerprints (run_id, part, deps) "
+    "VALUES (?, (SELECT coalesce(max(part), -1) + 1 FROM run_fingerprints WHERE run_id = ?), ?)"
 )
 
 
@@ -135,8 +159,77 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     db.table("run_meta").create({"run_id": str, "key": str, "value": str}, pk=("run_id", "key"))
 
 
+_TASKS_V2 = """
+CREATE TABLE tasks (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seq INTEGER,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    started_at FLOAT,
+    finished_at FLOAT,
+    output TEXT,
+    error TEXT,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID
+"""
+_TRANSITIONS_V2 = """
+CREATE TABLE transitions (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    task TEXT,
+    state TEXT,
+    attempts INTEGER,
+    at FLOAT,
+    error TEXT,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID
+"""
+
+
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """The hot tables as clustered B-trees without a secondary index; dependency lists out of ``tasks``.
+
+    - ``tasks``: ``WITHOUT ROWID`` keyed by ``(run_id, name)``, without its ``deps`` column.
+    - ``transitions``: ``WITHOUT ROWID`` keyed by ``(run_id, seq)``, ``seq`` counting a run's entries
+      from 0 in the order they were written; no ``transitions_run`` index.
+    - ``run_fingerprints``: a run's dependency lists as JSON documents (``{task: [deps]}``), part 0
+      written with the run, one more part per call adding tasks; the first part naming a task wins.
+    - ``runs.dag_digest``: the `fingerprint_digest` of part 0 (NULL for runs migrated from version 1,
+      whose resume compares every list).
+    """
+    conn = db.conn
+    db.table("runs").add_column("dag_digest", str)
+    db.table("run_fingerprints").create({"run_id": str, "part": int, "deps": str}, pk=("run_id", "part"))
+    runs = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM tasks WHERE run_id IS NOT NULL")]
+    for run_id in runs:
+        deps: dict[str, Any] = {}
+        for name, text in conn.execute("SELECT name, deps FROM tasks WHERE run_id = ? ORDER BY seq", (run_id,)):
+            deps[name] = json.loads(text) if text else []
+        conn.execute(
+            "INSERT INTO run_fingerprints (run_id, part, deps) VALUES (?, 0, ?)", (run_id, fingerprint_text(deps))
+        )
+    conn.execute("ALTER TABLE tasks RENAME TO tasks_v1")
+    conn.execute(_TASKS_V2)
+    conn.execute(
+        "INSERT INTO tasks (run_id, name, seq, state, attempts, started_at, finished_at, output, error) "
+        "SELECT run_id, name, seq, state, attempts, started_at, finished_at, output, error FROM tasks_v1 "
+        "WHERE run_id IS NOT NULL AND name IS NOT NULL"
+    )
+    conn.execute("DROP TABLE tasks_v1")
+    conn.execute("ALTER TABLE transitions RENAME TO transitions_v1")
+    conn.execute("DROP INDEX IF EXISTS transitions_run")
+    conn.execute(_TRANSITIONS_V2)
+    conn.execute(
+        "INSERT INTO transitions (run_id, seq, task, state, attempts, at, error) "
+        "SELECT run_id, row_number() OVER (PARTITION BY run_id ORDER BY id) - 1, task, state, attempts, at, error "
+        "FROM transitions_v1 WHERE run_id IS NOT NULL"
+    )
+    conn.execute("DROP TABLE transitions_v1")
+
+
 #: ``version -> step`` bringing a file from ``version - 1`` to ``version``.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_to_1}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
 # ---------------------------------------------------------------------------
@@ -206,6 +299,11 @@ class SqliteStorage:
         self._corrupt = False
         self._create = create
         self._conn: sqlite3.Connection | None = None
+        # run -> seq of its next transition-log entry (one process drives a run: the file's lock)
+        self._log_seq: dict[str, int] = {}
+        self._commits = 0  # since the last checkpoint was asked for
+        self._checkpoint_wake: threading.Event | None = None
+        self._checkpoint_thread: threading.Thread | None = None
 
     # -- opening ---------------------------------------------------------------
 
@@ -259,6 +357,7 @@ class SqliteStorage:
             self._check_and_migrate(conn)
             conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
             conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
         except BaseException:
             conn.close()
             raise
@@ -316,10 +415,21 @@ class SqliteStorage:
             raise self._error("create the schema of", exc) from exc
 
     @staticmethod
-    def _set_journal(conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
+    def _set_journal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
+        """WAL mode. Switching to it needs the file to itself and SQLite does not wait for that, so a
+        process opening a new file while another creates it retries until the file is WAL."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _error(self, doing: str, exc: BaseException) -> StateFileError:
         if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
@@ -337,16 +447,18 @@ class SqliteStorage:
             hint = "; another process holds the file's write lock for too long"
         return StateFileError(f"cannot {doing} state file {str(self.path)!r}: {text}{hint}")
 
+    def _corrupt_error(self) -> StateFileError:
+        return StateFileError(
+            f"state file {str(self.path)!r} is corrupt and is no longer written to; move it away and start a new run"
+        )
+
     @contextmanager
     def _tx(self, doing: str, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
         """One transaction, rolled back whole on any error (so no partial step is ever left)."""
         with self._lock:
             conn = self.conn
             if self._corrupt:
-                raise StateFileError(
-                    f"state file {str(self.path)!r} is corrupt and is no longer written to; "
-                    f"move it away and start a new run"
-                )
+                raise self._corrupt_error()
             try:
                 conn.execute(begin)
                 yield conn
@@ -385,10 +497,13 @@ class SqliteStorage:
                     self._pid, self._host, self._started, now,
                 ),
             )
-            conn.executemany(
-                _INSERT_TASK,
-                [(run.run_id, n, k, json.dumps(list(dag_fingerprint.get(n, ())))) for k, n in enumerate(task_names)],
+            conn.executemany(_INSERT_TASK, [(run.run_id, n, k) for k, n in enumerate(task_names)])
+            text = fingerprint_text({n: dag_fingerprint.get(n, ()) for n in task_names})
+            conn.execute(_INSERT_FINGERPRINT, (run.run_id, run.run_id, text))
+            conn.execute(
+                "UPDATE runs SET dag_digest = ? WHERE run_id = ?", (fingerprint_digest(text=text), run.run_id)
             )
+        self._log_seq[run.run_id] = 0
         self._hold(run.run_id)
 
     def _holder(self, row: Sequence[Any]) -> str | None:
@@ -436,7 +551,7 @@ class SqliteStorage:
         now = time.time()
         with self._tx("resume a run in", "BEGIN IMMEDIATE") as conn:
             row = conn.execute(
-                "SELECT lock_pid, lock_host, lock_started, lock_heartbeat, status, finished_at, counts "
+                "SELECT lock_pid, lock_host, lock_started, lock_heartbeat, status, finished_at, counts, dag_digest "
                 "FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
             if row is None:
@@ -449,7 +564,13 @@ class SqliteStorage:
                 )
             # Read everything before taking the lock: a file found corrupt meanwhile is left as it was.
             info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
-            records, fingerprint = self._load(run_id, want_deps=True)
+            records = self._load(run_id)
+            # the documents are read now (a corrupt file is found before the lock is written), decoded only if asked
+            parts = [r[0] for r in conn.execute(
+                "SELECT deps FROM run_fingerprints WHERE run_id = ? ORDER BY part", (run_id,)
+            )]
+            fingerprint = StoredFingerprint(parts, row[7], run_id)
+            self._log_seq[run_id] = self._next_log_seq(conn, run_id)
             conn.execute(
                 "UPDATE runs SET status = 'running', finished_at = NULL, lock_pid = ?, lock_host = ?, "
                 "lock_started = ?, lock_heartbeat = ? WHERE run_id = ?",
@@ -464,24 +585,69 @@ class SqliteStorage:
             return
         with self._tx("add tasks to") as conn:
             base = conn.execute("SELECT coalesce(max(seq), -1) + 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()[0]
-            cur = conn.executemany(
-                _INSERT_TASK,
-                [(run_id, n, base + k, json.dumps(list(deps.get(n, ())))) for k, n in enumerate(task_names)],
-            )
+            cur = conn.executemany(_INSERT_TASK, [(run_id, n, base + k) for k, n in enumerate(task_names)])
             if cur.rowcount > 0:
                 conn.execute("UPDATE runs SET task_count = task_count + ? WHERE run_id = ?", (cur.rowcount, run_id))
+            # tasks already known keep the dependencies first recorded for them (earlier parts win)
+            text = fingerprint_text({n: deps.get(n, ()) for n in task_names})
+            conn.execute(_INSERT_FINGERPRINT, (run_id, run_id, text))
 
     def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
-        """One scheduler step in one transaction: task records and their transition log together."""
+        """One scheduler step in one transaction: task records and their transition log together.
+
+        The hot path: no context manager, two prepared statements, one commit.
+        """
         now = time.time()
         updates = [(state, att, st, fin, out, err, run_id, name) for name, state, att, st, fin, out, err in rows]
-        entries = [(run_id, name, state, att, now, err) for name, state, att, _st, _fin, _out, err in rows]
-        with self._tx("write to") as conn:
-            self._before_resume.pop(run_id, None)
+        with self._lock:
+            conn = self._conn or self.conn
+            if self._corrupt:
+                raise self._corrupt_error()
+            if self._before_resume:
+                self._before_resume.pop(run_id, None)
+            try:
+                try:
+                    seq = self._write_step(conn, run_id, rows, updates, self._log_seq.get(run_id), now)
+                except sqlite3.IntegrityError:
+                    # another storage object appended to this run's log meanwhile: append after it
+                    seq = self._write_step(conn, run_id, rows, updates, None, now)
+            except sqlite3.Error as exc:
+                raise self._error("write to", exc) from exc
+            self._log_seq[run_id] = seq + len(rows)
+            self._commits += 1
+            if self._commits >= CHECKPOINT_EVERY:
+                self._request_checkpoint()
+
+    def _write_step(
+        self, conn: sqlite3.Connection, run_id: str, rows: Sequence[RecordRow], updates: list[tuple[Any, ...]],
+        seq: int | None, now: float,
+    ) -> int:
+        """`write`'s transaction, rolled back whole on any error; returns the first log seq it used."""
+        try:
+            conn.execute("BEGIN")
+            if seq is None:  # the first write of a run this storage did not create or resume
+                seq = self._next_log_seq(conn, run_id)
             cur = conn.executemany(_UPDATE_TASK, updates)
             if cur.rowcount != len(rows):
                 self._insert_missing(conn, run_id, rows)
-            conn.executemany(_INSERT_TRANSITION, entries)
+            conn.executemany(
+                _INSERT_TRANSITION, [(run_id, seq + k, row[0], row[1], row[2], now, row[6]) for k, row in enumerate(rows)]
+            )
+            conn.execute("COMMIT")
+            return seq
+        except BaseException:
+            self._log_seq.pop(run_id, None)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:  # pragma: no cover - the connection is gone
+                    pass
+            raise
+
+    @staticmethod
+    def _next_log_seq(conn: sqlite3.Connection, run_id: str) -> int:
+        row = conn.execute("SELECT max(seq) FROM transitions WHERE run_id = ?", (run_id,)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
 
     def _insert_missing(self, conn: sqlite3.Connection, run_id: str, rows: Sequence[RecordRow]) -> None:
         """Rows for tasks the file does not know yet (a storage shared by an older run): add them."""
@@ -495,9 +661,53 @@ class SqliteStorage:
         }
         base = conn.execute("SELECT coalesce(max(seq), -1) + 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()[0]
         for k, (name, state, att, st, fin, out, err) in enumerate(r for r in rows if r[0] not in known):
-            conn.execute(_INSERT_TASK, (run_id, name, base + k, "[]"))
+            conn.execute(_INSERT_TASK, (run_id, name, base + k))
             conn.execute(_UPDATE_TASK, (state, att, st, fin, out, err, run_id, name))
             known.add(name)
+
+    # -- checkpoints -------------------------------------------------------------
+
+    def _request_checkpoint(self) -> None:
+        """Ask the checkpoint thread to copy the WAL into the file (called under ``_lock``)."""
+        self._commits = 0
+        if self._checkpoint_wake is None:
+            self._checkpoint_wake = threading.Event()
+            self._checkpoint_thread = threading.Thread(
+                target=self._checkpointer, args=(self._checkpoint_wake,), name="dagexec-checkpoint", daemon=True
+            )
+            self._checkpoint_thread.start()
+        self._checkpoint_wake.set()
+
+    def _checkpointer(self, wake: threading.Event) -> None:
+        """Run PASSIVE checkpoints on a connection of its own: the writer never waits for one.
+
+        A checkpoint copies committed frames only and never blocks a writer; its fsyncs follow the
+        same ``synchronous`` as the writer's, so each durability mode keeps its guarantee.
+        """
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                wake.wait()
+                wake.clear()
+                if self._closed or self._corrupt:
+                    return
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                        conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the writer's own autocheckpoint is the backstop
+                    log.debug("checkpoint of %s failed: %s", self.path, exc)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _stop_checkpointer(self) -> None:
+        wake, thread = self._checkpoint_wake, self._checkpoint_thread
+        self._checkpoint_wake = self._checkpoint_thread = None
+        if wake is not None and thread is not None:
+            wake.set()
+            thread.join(timeout=30)
 
     def finish_run(self, run_id: str, status: str, finished_at: float, counts: Mapping[str, int]) -> None:
         values: tuple[Any, Any, Any] = (status, finished_at, json.dumps(dict(counts)))
@@ -557,46 +767,48 @@ class SqliteStorage:
 
     def load_records(self, run_id: str) -> dict[str, TaskRecord]:
         self.get_run(run_id)
-        return self._load(run_id, want_deps=False)[0]
+        return self._load(run_id)
 
-    def _load(self, run_id: str, want_deps: bool) -> tuple[dict[str, TaskRecord], dict[str, list[str]]]:
+    def _load(self, run_id: str) -> dict[str, TaskRecord]:
         """Every record of a run in one query, outputs decoded (never unpickled)."""
-        # The fingerprint only matters for completed tasks (the engine checks that their
-        # dependencies did not change), so only theirs is read.
-        deps_column = "CASE WHEN state = 'completed' THEN deps END" if want_deps else "NULL"
         rows = self._query(
-            f"SELECT name, state, attempts, error, started_at, finished_at, output, {deps_column} FROM tasks "
+            "SELECT name, state, attempts, error, started_at, finished_at, output FROM tasks "
             "WHERE run_id = ? ORDER BY seq",
             (run_id,),
         )
+        # JSON (the default) is read by the decoder's C scanner, without json.loads' per-call layers; a
+        # text the scanner does not take whole goes through json.loads, which names what is wrong with it.
+        scan = _JSON_SCAN if type(self.serializer) is JsonSerializer else None
         loads = self.serializer.loads
-        records: dict[str, TaskRecord] = {}
-        fingerprint: dict[str, list[str]] = {}
-        decoded: dict[str, list[str]] = {}  # many tasks share their dependencies' text
+        states = _STATES
         completed = TaskState.COMPLETED
-        for name, state, attempts, error, started, finished, output, deps in rows:
-            st = _STATES[state]
+        records: dict[str, TaskRecord] = {}
+        for name, state, attempts, error, started, finished, output in rows:
+            st = states[state]
             value = None
-            if st is completed and output is not None:
+            if st is completed and output is not None and output != "null":
                 try:
-                    value = loads(output)
+                    if scan is not None:
+                        try:
+                            value, end = scan(output, 0)
+                        except (StopIteration, ValueError):
+                            end = -1
+                        if end != len(output):
+                            value = loads(output)
+                    else:
+                        value = loads(output)
                 except ValueError as exc:
                     raise StateFileError(
                         f"the stored output of task {name!r} in run {run_id} cannot be decoded ({exc}); "
                         f"was it written with another serializer= ?"
                     ) from exc
             records[name] = TaskRecord(name, st, attempts, error, started, finished, value)
-            if deps is not None:
-                found = decoded.get(deps)
-                if found is None:
-                    found = decoded[deps] = json.loads(deps)
-                fingerprint[name] = found
-        return records, fingerprint
+        return records
 
     def transitions(self, run_id: str) -> list[dict[str, Any]]:
         """The append-only log of a run's state changes, oldest first (for timelines)."""
         rows = self._query(
-            "SELECT task, state, attempts, at, error FROM transitions WHERE run_id = ? ORDER BY id", (run_id,)
+            "SELECT task, state, attempts, at, error FROM transitions WHERE run_id = ? ORDER BY seq", (run_id,)
         )
         return [{"task": t, "state": s, "attempts": a, "at": at, "error": e} for t, s, a, at, e in rows]
 
@@ -639,12 +851,52 @@ class SqliteStorage:
             for run_id in list(self._held):
                 self._release(run_id)
             self._closed = True
+            self._stop_checkpointer()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
     def __repr__(self) -> str:
         return f"<SqliteStorage {str(self.path)!r} durability={self.durability}>"
+
+
+class StoredFingerprint(Mapping[str, Sequence[str]]):
+    """A run's stored dependency lists (task -> deps), decoded on first use.
+
+    ``digest`` is the `fingerprint_digest` of the DAG the run was created with (None for a run
+    migrated from schema 1): the engine compares it with its own DAG's before reading any list.
+    """
+
+    def __init__(self, parts: Sequence[str], digest: str | None, run_id: str = "") -> None:
+        self.digest = digest
+        self._parts = list(parts)
+        self._run_id = run_id
+        self._decoded: dict[str, Sequence[str]] | None = None
+
+    def _map(self) -> dict[str, Sequence[str]]:
+        if self._decoded is None:
+            merged: dict[str, Sequence[str]] = {}
+            for text in self._parts:
+                try:
+                    part = json.loads(text)
+                except ValueError as exc:
+                    raise StateFileError(
+                        f"the stored dependencies of run {self._run_id} cannot be decoded ({exc}); "
+                        f"the state file is damaged: start a new run"
+                    ) from exc
+                for name, deps in part.items():
+                    merged.setdefault(name, deps)  # a task keeps the dependencies first recorded for it
+            self._decoded = merged
+        return self._decoded
+
+    def __getitem__(self, name: str) -> Sequence[str]:
+        return self._map()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._map())
+
+    def __len__(self) -> int:
+        return len(self._map())
 
 
 _DL_COLUMNS = "id, run_id, dag_name, task, attempts, error_type, message, traceback, created_at, trace_id"
