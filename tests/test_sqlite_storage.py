@@ -799,6 +799,64 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
     assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == list(range(1, SCHEMA_VERSION + 1))
 
 
+def _version_1_file(db: Path) -> None:
+    """A state file as schema 1 wrote it: run r1 of simple_dag crashed with extract completed."""
+    import sqlite_utils
+
+    from dagexec_plugins.sqlite import _migrate_to_1
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    _migrate_to_1(sqlite_utils.Database(conn))
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 0.0)")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO runs (run_id, dag_name, status, started_at, task_count) VALUES ('r0', 'etl', 'completed', 0.5, 0)"
+    )
+    conn.execute(
+        "INSERT INTO runs (run_id, dag_name, status, started_at, task_count) VALUES ('r1', 'etl', 'running', 1.0, 3)"
+    )
+    deps = {"extract": [], "transform": ["extract"], "load": ["transform"]}
+    for k, name in enumerate(deps):
+        conn.execute(
+            "INSERT INTO tasks (run_id, name, seq, state, attempts, deps) VALUES ('r1', ?, ?, 'pending', 0, ?)",
+            (name, k, json.dumps(deps[name])),
+        )
+    conn.execute(
+        "UPDATE tasks SET state = 'completed', attempts = 1, started_at = 1.0, finished_at = 2.0, output = '[1,2,3]' "
+        "WHERE name = 'extract'"
+    )
+    for task, state, at in [("extract", "running", 1.0), ("extract", "completed", 2.0)]:
+        conn.execute(
+            "INSERT INTO transitions (run_id, task, state, attempts, at) VALUES ('r1', ?, ?, 1, ?)", (task, state, at)
+        )
+    conn.close()
+
+
+def test_a_version_1_file_is_migrated_with_its_runs_log_and_dependencies(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    _version_1_file(db)
+    changed = Dag("etl")
+    changed.add("seed", lambda: 0)
+    changed.add("extract", lambda seed: [1], deps=["seed"])  # a completed task's dependencies changed
+    with pytest.raises(DagChangedError, match="'extract' changed from \\[\\] to \\['seed'\\]"):
+        run(changed, state=str(db), resume="r1")
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == list(range(1, SCHEMA_VERSION + 1))
+    conn.close()
+    calls: list[str] = []
+    again = run(simple_dag(calls), state=str(db), resume="r1")
+    assert again.ok and calls == ["transform", "load"] and again.outputs["load"] == 12
+    log = [(e["task"], e["state"]) for e in SqliteStorage(db).transitions("r1")]
+    assert log[:3] == [("extract", "running"), ("extract", "completed"), ("transform", "running")]
+    assert [e["at"] for e in SqliteStorage(db).transitions("r1")][:2] == [1.0, 2.0]
+    assert log[-1] == ("load", "completed") and SqliteStorage(db).transitions("r0") == []
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
 def test_corruption_found_inside_a_state_file_stops_all_writes_to_it(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     dag = Dag("wide")

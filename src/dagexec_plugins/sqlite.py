@@ -1,8 +1,7 @@
 """The default storage: runs, task records, transitions and dead letters in one SQLite file.
 
 sqlite-utils creates the schema and runs its migrations (the version lives in
-the file; the two hot tables are raw DDL, because sqlite-utils cannot create
-``WITHOUT ROWID`` tables); the hot path (`SqliteStorage.write`) is prepared SQL
+the file; the two hot tables are raw DDL, to choose their keys exactly); the hot path (`SqliteStorage.write`) is prepared SQL
 with ``executemany``, one transaction per scheduler step. The file is in WAL
 mode; ``durability`` picks ``synchronous``:
 
@@ -17,14 +16,16 @@ refused with `StateFileError` before anything is written to it.
 
 What a scheduler step costs is mostly pages: every page a commit changes is
 one more WAL frame, and every frame is written again when the WAL is
-checkpointed into the file (with an fsync). So the two tables a step writes
-are clustered B-trees with nothing beside them: ``tasks`` is ``WITHOUT ROWID``
-keyed by ``(run_id, name)`` (an update is one seek in one tree, no index), and
-the transition log is ``WITHOUT ROWID`` keyed by ``(run_id, seq)`` (an insert
-appends to the run's last page, no index). The DAG's dependency lists are one
+checkpointed into the file (with an fsync). So a step writes two trees and
+no index: ``tasks`` rows are updated in place (found through the
+``(run_id, name)`` key, which an update only reads; a run's rows sit together
+in task order, so the tasks of one step share pages), and the transition log
+is keyed by ``runs.num << 32 | n``, so an entry is an append at the end of the
+log's tree (SQLite's fast path for appends) and a run's log is one range of
+it, without the index it needed before. The DAG's dependency lists are one
 JSON document per run in ``run_fingerprints`` with its digest in ``runs``, so a
 resume of an unchanged DAG reads none of them. Checkpoints run on a background
-thread with its own connection, so a step's commit never waits for one.
+thread with its own connection, so a step's commit does not wait for them.
 """
 
 from __future__ import annotations
@@ -82,9 +83,7 @@ _UPDATE_TASK = (
     "UPDATE tasks SET state = ?, attempts = ?, started_at = ?, finished_at = ?, output = ?, error = ? "
     "WHERE run_id = ? AND name = ?"
 )
-_INSERT_TRANSITION = (
-    "INSERT INTO transitions (run_id, seq, task, state, attempts, at, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT_TRANSITION = "INSERT INTO transitions (run_id, id, task, state, attempts, at, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_TASK = "INSERT OR IGNORE INTO tasks (run_id, name, seq, state, attempts) VALUES (?, ?, ?, 'pending', 0)"
 _INSERT_FINGERPRINT = (
     "INSERT INTO run_fingerprints (run_id, part, deps) "
@@ -171,28 +170,32 @@ CREATE TABLE tasks (
     output TEXT,
     error TEXT,
     PRIMARY KEY (run_id, name)
-) WITHOUT ROWID
+)
 """
 _TRANSITIONS_V2 = """
 CREATE TABLE transitions (
+    id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
     task TEXT,
     state TEXT,
     attempts INTEGER,
     at FLOAT,
-    error TEXT,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID
+    error TEXT
+)
 """
+#: A run's transition-log ids are ``runs.num << LOG_ID_BITS`` plus the entry's number in the run.
+LOG_ID_BITS = 32
 
 
 def _migrate_to_2(db: sqlite_utils.Database) -> None:
-    """The hot tables as clustered B-trees without a secondary index; dependency lists out of ``tasks``.
+    """Fewer, cheaper B-tree writes per scheduler step; dependency lists out of ``tasks``.
 
-    - ``tasks``: ``WITHOUT ROWID`` keyed by ``(run_id, name)``, without its ``deps`` column.
-    - ``transitions``: ``WITHOUT ROWID`` keyed by ``(run_id, seq)``, ``seq`` counting a run's entries
-      from 0 in the order they were written; no ``transitions_run`` index.
+    - ``runs.num``: a small number per run (unique, in creation order), the high bits of its log ids.
+    - ``transitions``: keyed by ``id = num << LOG_ID_BITS | n`` (n = 0, 1, ... per run), without the
+      ``transitions_run`` index: an entry of the newest run is an append at the end of one tree, and
+      a run's log is one range of it.
+    - ``tasks``: rebuilt without ``deps``, its rows in the order they were written (a run's tasks
+      stay together in task order, so a step's updates share pages).
     - ``run_fingerprints``: a run's dependency lists as JSON documents (``{task: [deps]}``), part 0
       written with the run, one more part per call adding tasks; the first part naming a task wins.
     - ``runs.dag_digest``: the `fingerprint_digest` of part 0 (NULL for runs migrated from version 1,
@@ -200,6 +203,9 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
     """
     conn = db.conn
     db.table("runs").add_column("dag_digest", str)
+    db.table("runs").add_column("num", int)
+    conn.execute("UPDATE runs SET num = (SELECT count(*) FROM runs AS r WHERE r.rowid <= runs.rowid)")
+    conn.execute("CREATE UNIQUE INDEX runs_num ON runs (num)")
     db.table("run_fingerprints").create({"run_id": str, "part": int, "deps": str}, pk=("run_id", "part"))
     runs = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM tasks WHERE run_id IS NOT NULL")]
     for run_id in runs:
@@ -214,16 +220,17 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
     conn.execute(
         "INSERT INTO tasks (run_id, name, seq, state, attempts, started_at, finished_at, output, error) "
         "SELECT run_id, name, seq, state, attempts, started_at, finished_at, output, error FROM tasks_v1 "
-        "WHERE run_id IS NOT NULL AND name IS NOT NULL"
+        "WHERE run_id IS NOT NULL AND name IS NOT NULL ORDER BY run_id, seq"
     )
     conn.execute("DROP TABLE tasks_v1")
     conn.execute("ALTER TABLE transitions RENAME TO transitions_v1")
     conn.execute("DROP INDEX IF EXISTS transitions_run")
     conn.execute(_TRANSITIONS_V2)
     conn.execute(
-        "INSERT INTO transitions (run_id, seq, task, state, attempts, at, error) "
-        "SELECT run_id, row_number() OVER (PARTITION BY run_id ORDER BY id) - 1, task, state, attempts, at, error "
-        "FROM transitions_v1 WHERE run_id IS NOT NULL"
+        "INSERT INTO transitions (id, run_id, task, state, attempts, at, error) "
+        f"SELECT (runs.num << {LOG_ID_BITS}) + row_number() OVER (PARTITION BY t.run_id ORDER BY t.id) - 1, "
+        "t.run_id, t.task, t.state, t.attempts, t.at, t.error "
+        "FROM transitions_v1 AS t JOIN runs ON runs.run_id = t.run_id"
     )
     conn.execute("DROP TABLE transitions_v1")
 
@@ -299,7 +306,7 @@ class SqliteStorage:
         self._corrupt = False
         self._create = create
         self._conn: sqlite3.Connection | None = None
-        # run -> seq of its next transition-log entry (one process drives a run: the file's lock)
+        # run -> id of its next transition-log entry (one process drives a run: the file's lock)
         self._log_seq: dict[str, int] = {}
         self._commits = 0  # since the last checkpoint was asked for
         self._checkpoint_wake: threading.Event | None = None
@@ -488,13 +495,14 @@ class SqliteStorage:
         with self._tx("create a run in", "BEGIN IMMEDIATE") as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)).fetchone():
                 raise UsageError(f"run {run.run_id} already exists in {str(self.path)!r}; resume it instead")
+            num = conn.execute("SELECT coalesce(max(num), 0) + 1 FROM runs").fetchone()[0]
             conn.execute(
                 "INSERT INTO runs (run_id, dag_name, dag_file, status, started_at, task_count, trace_id, meta, "
-                "lock_pid, lock_host, lock_started, lock_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "lock_pid, lock_host, lock_started, lock_heartbeat, num) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id, run.dag_name, dag_file or self.dag_file, "running", run.started_at,
                     len(task_names), run.trace_id, json.dumps(dict(run.meta or {})),
-                    self._pid, self._host, self._started, now,
+                    self._pid, self._host, self._started, now, num,
                 ),
             )
             conn.executemany(_INSERT_TASK, [(run.run_id, n, k) for k, n in enumerate(task_names)])
@@ -503,7 +511,7 @@ class SqliteStorage:
             conn.execute(
                 "UPDATE runs SET dag_digest = ? WHERE run_id = ?", (fingerprint_digest(text=text), run.run_id)
             )
-        self._log_seq[run.run_id] = 0
+        self._log_seq[run.run_id] = num << LOG_ID_BITS
         self._hold(run.run_id)
 
     def _holder(self, row: Sequence[Any]) -> str | None:
@@ -646,8 +654,19 @@ class SqliteStorage:
 
     @staticmethod
     def _next_log_seq(conn: sqlite3.Connection, run_id: str) -> int:
-        row = conn.execute("SELECT max(seq) FROM transitions WHERE run_id = ?", (run_id,)).fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
+        """The id of the run's next log entry: one past its last, in the run's range of ids."""
+        lo = SqliteStorage._log_base(conn, run_id)
+        row = conn.execute(
+            "SELECT max(id) FROM transitions WHERE id BETWEEN ? AND ?", (lo, lo + (1 << LOG_ID_BITS) - 1)
+        ).fetchone()
+        return lo if row[0] is None else int(row[0]) + 1
+
+    @staticmethod
+    def _log_base(conn: sqlite3.Connection, run_id: str) -> int:
+        row = conn.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or row[0] is None:
+            raise UsageError(f"run {run_id!r} is not in this state file; create or resume it first")
+        return int(row[0]) << LOG_ID_BITS
 
     def _insert_missing(self, conn: sqlite3.Connection, run_id: str, rows: Sequence[RecordRow]) -> None:
         """Rows for tasks the file does not know yet (a storage shared by an older run): add them."""
@@ -807,8 +826,13 @@ class SqliteStorage:
 
     def transitions(self, run_id: str) -> list[dict[str, Any]]:
         """The append-only log of a run's state changes, oldest first (for timelines)."""
+        found = self._query("SELECT num FROM runs WHERE run_id = ?", (run_id,))
+        if not found or found[0][0] is None:
+            return []
+        lo = int(found[0][0]) << LOG_ID_BITS
         rows = self._query(
-            "SELECT task, state, attempts, at, error FROM transitions WHERE run_id = ? ORDER BY seq", (run_id,)
+            "SELECT task, state, attempts, at, error FROM transitions WHERE id BETWEEN ? AND ? ORDER BY id",
+            (lo, lo + (1 << LOG_ID_BITS) - 1),
         )
         return [{"task": t, "state": s, "attempts": a, "at": at, "error": e} for t, s, a, at, e in rows]
 
