@@ -790,10 +790,13 @@ class SqliteStorage:
 
     def _load(self, run_id: str) -> dict[str, TaskRecord]:
         """Every record of a run in one query, outputs decoded (never unpickled)."""
+        # A run's rows are written in task order, so they are read as one range of the table in rowid
+        # order (no sort, no lookup through the key per row); ``+run_id`` keeps SQLite off the key.
+        lo, hi = self._query("SELECT min(rowid), max(rowid) FROM tasks WHERE run_id = ?", (run_id,))[0]
         rows = self._query(
             "SELECT name, state, attempts, error, started_at, finished_at, output FROM tasks "
-            "WHERE run_id = ? ORDER BY seq",
-            (run_id,),
+            "WHERE rowid BETWEEN ? AND ? AND +run_id = ? ORDER BY rowid",
+            (lo or 0, hi or -1, run_id),
         )
         # JSON (the default) is read by the decoder's C scanner, without json.loads' per-call layers; a
         # text the scanner does not take whole goes through json.loads, which names what is wrong with it.
