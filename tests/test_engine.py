@@ -321,6 +321,18 @@ def test_garbage_collector_is_back_on_and_unfrozen_after_runs_good_or_bad() -> N
     with pytest.raises(CycleError):
         go(bad)
     assert gc.isenabled()
+
+    from dagexec_core import hookimpl
+    from dagexec_core.errors import PluginHookError
+
+    class Exploding:
+        @hookimpl
+        def dagexec_task_finished(self) -> None:
+            raise RuntimeError("escapes the run from inside the loop")
+
+    with pytest.raises(PluginHookError):
+        go(dag, plugins=[Exploding()])
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     gc.disable()
     try:
         go(dag)

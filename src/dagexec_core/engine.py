@@ -470,7 +470,6 @@ class Run:
             status = self._final_status()
             self._flush()
             self.storage.finish_run(self.run_id, status, time.time(), self.counts())
-            gc.unfreeze()
         except BaseException:
             # Leave the run resumable: whatever was persisted stays, the lock goes.
             try:
@@ -1220,6 +1219,7 @@ async def arun(
             if owned:
                 cfg.pluginmanager.hook.dagexec_unconfigure(config=cfg)
     finally:
+        gc.unfreeze()
         if gc_was_enabled:
             gc.enable()
 
