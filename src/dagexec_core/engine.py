@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
 import copy
+import gc
 import heapq
 import inspect
 import logging
@@ -31,10 +31,10 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import patterns
+from . import events
 from .config import Config
 from .context import TaskContext
-from .dag import Dag, Task
+from .dag import Dag, Task, chosen_branches
 from .errors import (
     CircuitOpenError,
     DagChangedError,
@@ -286,7 +286,7 @@ class Run:
             self.loop.call_soon_threadsafe(self.emit, event, payload)
             return
         if self.persist:  # a waiter resumed in another process still gets it
-            patterns.store_event(self.storage, self.run_id, event, payload)
+            events.store_event(self.storage, self.run_id, event, payload)
         self.deliver(event, payload)
 
     def deliver(self, event: str, payload: Any) -> None:
@@ -298,7 +298,7 @@ class Run:
 
     async def wait_for_event(self, event: str, timeout: float | None = None) -> Any:
         if event not in self.events:
-            found, payload = patterns.load_event(self.storage, self.run_id, event)
+            found, payload = events.load_event(self.storage, self.run_id, event)
             if found:
                 self.events[event] = payload
         if event in self.events:
@@ -309,7 +309,7 @@ class Run:
         if self.event_poller is None or self.event_poller.done():
             # Events from other processes (`dagexec emit`) arrive through storage.
             interval = float(self.config.getoption("event_poll_interval", 0.1))
-            self.event_poller = self.loop.create_task(patterns.poll_events(self, interval))
+            self.event_poller = self.loop.create_task(events.poll_events(self, interval))
         self.release_slot()
         try:
             async with asyncio.timeout(timeout):
@@ -764,7 +764,7 @@ class Run:
 
     def _not_taken(self, j: int) -> set[int]:
         """The branches of conditional ``j`` that its output did not choose."""
-        chosen = patterns.chosen_branches(self.outputs[j])
+        chosen = chosen_branches(self.outputs[j])
         return {self.index[b] for b in self.tasks[j].branches or () if b not in chosen}
 
     def _should_run(self, c: int) -> bool:
