@@ -28,6 +28,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("retry", "dagexec_plugins.retry"),
     ("breaker", "dagexec_plugins.breaker"),
     ("deadletter", "dagexec_plugins.deadletter"),
+    ("tracing", "dagexec_plugins.tracing"),
 )
 
 ENTRY_POINT_GROUP = "dagexec"
