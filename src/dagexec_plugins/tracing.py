@@ -479,7 +479,8 @@ class Plugin:
         if tracing.owned:
             # Deliver every span before the CLI exits. A provider made global
             # stays usable for later runs in this process; a private one is done.
-            if trace.get_tracer_provider() is provider:
+            made_global = trace.get_tracer_provider() is tracing.provider
+            if made_global:
                 provider.force_flush()
             else:
                 provider.shutdown()
