@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import sys
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 

@@ -21,8 +21,8 @@ import secrets
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pluggy
@@ -33,7 +33,6 @@ from .dag import Dag, Task
 from .errors import (
     CircuitOpenError,
     DagChangedError,
-    DagexecError,
     OutputSerializationError,
     PluginError,
     TaskCancelledError,
@@ -72,7 +71,7 @@ EVENT_HOOKS = (
 
 
 def new_run_id() -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
