@@ -1,0 +1,106 @@
+"""End to end: ``dagexec run`` in a subprocess, configured only by OTEL_* variables, delivers its spans."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from otlp_receiver import otlp_receiver
+
+STATUS_ERROR = Status.STATUS_CODE_ERROR
+KIND_SERVER = Span.SPAN_KIND_SERVER
+
+DAG_FILE = textwrap.dedent(
+    """
+    from opentelemetry import trace
+    from dagexec_core import Dag, RetryPolicy
+
+    dag = Dag("nightly")
+    calls = []
+
+    @dag.task
+    def extract():
+        # the tracer the application would use: the CLI made dagexec's provider global
+        with trace.get_tracer("nightly.etl").start_as_current_span("query warehouse"):
+            return [1, 2, 3]
+
+    @dag.task(deps=["extract"], retry=RetryPolicy(max_attempts=2, base=0.0))
+    async def load(extract):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionResetError("warehouse hung up")
+        return len(extract)
+
+    @dag.task(deps=["load"])
+    def notify():
+        raise PermissionError("webhook refused")
+    """
+)
+
+
+def run_cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    dag_file = tmp_path / "nightly.py"
+    dag_file.write_text(DAG_FILE)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    base["PYTHONPATH"] = os.pathsep.join([src, base.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "dagexec_core.cli", "run", str(dag_file), "--no-persist", *args],
+        env={**base, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_run_with_only_otel_variables_delivers_the_span_tree_over_otlp_http_gzip(tmp_path: Path) -> None:
+    with otlp_receiver() as (endpoint, received):
+        proc = run_cli(
+            tmp_path,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+                "OTEL_SERVICE_NAME": "nightly-etl",
+            },
+        )
+        assert proc.returncode == 1, proc.stderr  # notify fails on purpose
+        spans = received.by_name()
+    assert received.encodings and set(received.encodings) == {"gzip"}
+    assert set(spans) == {
+        "RUN nightly",
+        "extract", "extract attempt 1", "query warehouse",
+        "load", "load attempt 1", "load attempt 2",
+        "notify", "notify attempt 1",
+    }
+    root = spans["RUN nightly"]
+    assert root["parent_span_id"] == "" and root["kind"] == KIND_SERVER
+    assert root["resource"]["service.name"] == "nightly-etl"
+    assert root["attributes"]["cicd.pipeline.name"] == "nightly"
+    assert root["attributes"]["cicd.pipeline.result"] == "failure"
+    assert root["status"] == STATUS_ERROR
+    assert {s["trace_id"] for s in spans.values()} == {root["trace_id"]}
+    assert spans["query warehouse"]["parent_span_id"] == spans["extract attempt 1"]["span_id"]
+    assert spans["load attempt 1"]["status"] == STATUS_ERROR
+    assert spans["load attempt 1"]["attributes"]["error.type"] == "ConnectionResetError"
+    assert spans["load attempt 2"]["status"] != STATUS_ERROR
+    assert spans["load"]["status"] != STATUS_ERROR
+    assert spans["load"]["attributes"]["cicd.pipeline.task.run.result"] == "success"
+    assert spans["notify"]["status"] == STATUS_ERROR
+    assert spans["notify"]["status_message"] == "PermissionError: webhook refused"
+    assert spans["notify"]["attributes"]["cicd.pipeline.task.run.result"] == "failure"
+
+
+def test_cli_trace_console_prints_spans_to_stderr_and_trace_none_wins_over_variables(tmp_path: Path) -> None:
+    shown = run_cli(tmp_path, {}, "--trace", "console")
+    assert '"name": "RUN nightly"' in shown.stderr
+    assert '"name": "RUN nightly"' not in shown.stdout
+    with otlp_receiver() as (endpoint, received):
+        quiet = run_cli(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, "--trace", "none")
+        assert quiet.returncode == 1, quiet.stderr
+        assert received.spans == []
