@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("breaker", "dagexec_plugins.breaker"),
     ("deadletter", "dagexec_plugins.deadletter"),
     ("tracing", "dagexec_plugins.tracing"),
+    ("metrics", "dagexec_plugins.metrics"),
 )
 
 ENTRY_POINT_GROUP = "dagexec"
