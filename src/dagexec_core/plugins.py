@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("deadletter", "dagexec_plugins.deadletter"),
     ("tracing", "dagexec_plugins.tracing"),
     ("metrics", "dagexec_plugins.metrics"),
+    ("progress", "dagexec_plugins.progress"),
 )
 
 ENTRY_POINT_GROUP = "dagexec"
