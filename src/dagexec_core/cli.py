@@ -62,7 +62,7 @@ def load_dags(path: Path) -> dict[str, Dag]:
         raise UsageError(f"{where}: importing the DAG file raised {type(exc).__name__}: {exc}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
-    dags = {}
+    dags: dict[str, Dag] = {}
     for value in vars(module).values():
         if isinstance(value, Dag):
             dags.setdefault(value.name, value)
@@ -289,6 +289,8 @@ def _main(argv: list[str]) -> int:
     # manager (and dagplugins.py next to the file) exists before the full parse.
     pre = build_parser(None)
     known, _ = _parse_known(pre, argv)
+    if known is None:
+        pre.parse_args(argv)  # let argparse print the usage error and exit 2
     if known is None or not getattr(known, "command", None):
         pre.print_help()
         return EXIT_OK if {"-h", "--help"} & set(argv) else EXIT_USAGE

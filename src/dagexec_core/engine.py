@@ -250,6 +250,9 @@ class Run:
         self.stored_extra: dict[str, TaskRecord] = {}
         self.n_retries = 0
         self.n_started = 0
+        # Set once per run in _resolve_stages: does any plugin implement the event hook?
+        self._h_run_started = self._h_task_started = self._h_task_retrying = False
+        self._h_task_finished = self._h_task_dead_lettered = self._h_run_finished = False
 
     # ------------------------------------------------------------------
     # public helpers used by TaskContext and plugins
@@ -326,7 +329,7 @@ class Run:
     def metrics_snapshot(self) -> dict[str, Any]:
         counts = self.counts()
         durs = sorted(
-            f - s for s, f, st in zip(self.started, self.finished, self.states)
+            f - s for s, f, st in zip(self.started, self.finished, self.states, strict=True)
             if s is not None and f is not None and st is COMPLETED
         )
 
@@ -602,11 +605,7 @@ class Run:
         self.last_exc[i] = exc
         delay = None
         if not self.cancelling and not isinstance(exc, (OutputSerializationError, CircuitOpenError)):
-            policy = self._policy(i)
-            try:
-                delay = policy.next_delay(attempt, exc)  # type: ignore[call-arg]
-            except PluginError:
-                raise
+            delay = self._policy(i).next_delay(attempt, exc)
         if delay is not None:
             self._check(i, RETRYING)
             self.states[i] = RETRYING
@@ -685,6 +684,8 @@ class Run:
             state = self.states[j]
             if self._h_task_finished:
                 self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
+            if state is CANCELLED:
+                continue  # dependents stay PENDING: the run resumes them
             parent = self.parent_of.get(j)
             if parent is not None:
                 self.remaining[parent] -= 1
@@ -774,6 +775,13 @@ class Run:
             new.append(j)
             names.append(child.name)
         self.map_children[c] = new
+        # The collector is RUNNING while its elements run.
+        self._check(c, RUNNING)
+        self.states[c] = RUNNING
+        self.started[c] = time.time()
+        self.attempts[c] = 1
+        if self.persist:
+            self.rows.append((task.name, "running", 1, self.started[c], None, None, None))
         if self.persist and names:
             self.storage.add_tasks(self.run_id, names, {n: list(task.deps) for n in names})
         stack: list[int] = []
@@ -872,9 +880,10 @@ class Run:
     def _policy(self, i: int) -> RetryPolicyLike:
         policy = self.policies.get(i)
         if policy is None:
-            policy = call_hook(self.pm, "dagexec_retry_policy", task=self.tasks[i], config=self.config) or (
-                self.tasks[i].retry or _NO_RETRY
+            found: RetryPolicyLike | None = call_hook(
+                self.pm, "dagexec_retry_policy", task=self.tasks[i], config=self.config
             )
+            policy = found or self.tasks[i].retry or _NO_RETRY
             self.policies[i] = policy
         return policy
 
@@ -969,8 +978,10 @@ class Run:
             stack = [i]
             while stack:
                 for c in self.children[stack.pop()]:
-                    rec = records.get(self.tasks[c].name)
-                    if c not in to_reset and rec is not None and rec.state in (SKIPPED, FAILED, DEAD_LETTERED, CANCELLED):
+                    child = records.get(self.tasks[c].name)
+                    if c not in to_reset and child is not None and child.state in (
+                        SKIPPED, FAILED, DEAD_LETTERED, CANCELLED
+                    ):
                         to_reset.add(c)
                         stack.append(c)
         new_names: list[str] = []
@@ -979,10 +990,11 @@ class Run:
                 self.stored_extra[name] = rec
         now = time.time()
         for i, task in enumerate(self.tasks):
-            rec = records.get(task.name)
-            if rec is None:
+            found = records.get(task.name)
+            if found is None:
                 new_names.append(task.name)
                 continue
+            rec = found
             self.attempts[i] = rec.attempts
             self.started[i], self.finished[i] = rec.started_at, rec.finished_at
             self.errors[i] = rec.error
@@ -1061,7 +1073,7 @@ def _make_config(
         for k, v in opts.items():
             config.options[k] = v
         return config, False
-    dag_path = Path(dag.source_file) if getattr(dag, "source_file", None) else None
+    dag_path = Path(dag.source_file) if dag.source_file else None
     pm = build_plugin_manager(plugins=plugins, plugin_args=opts.pop("plugin_args", ()), dag_path=dag_path)
     cfg = Config(pm, opts, dag_path=dag_path)
     if cfg.getoption("persist") is False:
@@ -1126,7 +1138,7 @@ def run(
 
     async def main() -> RunReport:
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
         if signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:

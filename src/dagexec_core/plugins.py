@@ -89,7 +89,7 @@ class PluginManager(pluggy.PluginManager):
 def _file_of(plugin: object) -> str | None:
     target = plugin if isinstance(plugin, ModuleType) else type(plugin)
     try:
-        return inspect.getsourcefile(target)  # type: ignore[arg-type]
+        return inspect.getsourcefile(target)
     except TypeError:
         return None
 
@@ -188,7 +188,7 @@ def _instantiate(obj: Any) -> object:
         return factory()
     if inspect.isclass(obj):
         return obj()
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def find_dagplugins(dag_path: Path, rootdir: Path | None = None) -> list[Path]:

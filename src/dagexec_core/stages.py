@@ -124,7 +124,8 @@ class TaskExecutor(Protocol):
 
 @runtime_checkable
 class RetryPolicyLike(Protocol):
-    max_attempts: int
+    @property
+    def max_attempts(self) -> int: ...
 
     def next_delay(self, attempt: int, error: BaseException | None) -> float | None: ...
 

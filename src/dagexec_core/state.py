@@ -10,7 +10,7 @@ import attrs
 from .errors import IllegalTransitionError
 
 
-class TaskState(str, enum.Enum):
+class TaskState(enum.StrEnum):
     """The life cycle of one task in one run; stored as the lower-case value."""
 
     PENDING = "pending"
