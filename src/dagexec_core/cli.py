@@ -174,6 +174,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -> int:
     config = Config(pm, _run_options(args), dag_path=path)
+    config.options["verbosity"] = args.verbose - args.quiet  # -v/-q for plugins (progress)
     if config.getoption("persist") is False:
         config.options["state"] = ":memory:"
     pm.hook.dagexec_configure.call_historic(kwargs={"config": config})

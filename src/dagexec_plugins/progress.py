@@ -75,7 +75,7 @@ class LogProgress:
         self.next_line = 0.0
 
     def _line(self, text: str) -> None:
-        self.stream.write(f"dagexec: {text}\n")
+        self.stream.write(f"[dagexec] {text}\n")
         self.stream.flush()
 
     def _status(self, c: _Counts, run: Run) -> str:
