@@ -132,3 +132,14 @@ def test_metrics_are_off_by_default_and_register_no_event_hook() -> None:
         return [impl.plugin_name for impl in ctx.run.hook.dagexec_task_finished.get_hookimpls()]
 
     assert "metrics.events" not in run(dag, persist=False).outputs["look"]
+
+
+def test_the_runnable_examples_in_docs_metrics_md_run() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "assert" in b]
+    assert blocks, "docs/metrics.md lost its runnable example"
+    for code in blocks:
+        exec(compile(code, "docs/metrics.md", "exec"), {})

@@ -282,3 +282,14 @@ def test_an_unsupported_otlp_protocol_is_a_clear_error(monkeypatch: pytest.Monke
     with pytest.raises(PluginError, match="plugin 'tracing'.*'http/json' is not supported.*http/protobuf") as info:
         run(dag, persist=False, trace="otlp")
     assert isinstance(info.value.__cause__, TracingConfigError)
+
+
+def test_the_runnable_examples_in_docs_tracing_md_run() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tracing.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "assert" in b]
+    assert blocks, "docs/tracing.md lost its runnable example"
+    for code in blocks:
+        exec(compile(code, "docs/tracing.md", "exec"), {})

@@ -306,7 +306,6 @@ class TraceEvents:
         attributes: dict[str, Any] = {
             TASK_NAME: name,
             TASK_RUN_ID: f"{run.run_id}/{name}",
-            PIPELINE_RUN_ID: run.run_id,
             "dagexec.priority": task.priority,
         }
         if task.breaker is not None:
@@ -326,11 +325,7 @@ class TraceEvents:
         name = task.name
         if name not in rs.tasks:
             self._task_span(rs, run, task)
-        attributes: dict[str, Any] = {
-            TASK_NAME: name,
-            TASK_RUN_ID: f"{run.run_id}/{name}",
-            "dagexec.attempt": attempt,
-        }
+        attributes: dict[str, Any] = {TASK_NAME: name, "dagexec.attempt": attempt}
         if task.breaker is not None:
             attributes["dagexec.breaker.name"] = task.breaker
             breaker = run.breakers.get(task.breaker)
