@@ -281,3 +281,17 @@ def test_dynamic_map_creates_one_task_per_element_and_collects_in_order() -> Non
     assert report.ok
     assert report.outputs["square"] == [9, 1, 4]
     assert report.outputs["square[1]"] == 1 and report.outputs["total"] == 14
+
+
+def test_run_inside_an_event_loop_says_to_use_arun() -> None:
+    from dagexec_core.errors import UsageError
+
+    dag = Dag("l")
+    dag.add("a", lambda: 1)
+
+    async def main() -> None:
+        with pytest.raises(UsageError, match="await arun"):
+            run(dag, persist=False)
+        assert (await arun(dag, persist=False)).ok
+
+    asyncio.run(main())

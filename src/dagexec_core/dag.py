@@ -90,6 +90,7 @@ class Dag:
         self.name = name
         self.description = description
         self._tasks: dict[str, Task] = {}
+        self._order: list[str] | None = None
         #: The file that defined the DAG: its dagplugins.py files apply to runs from the API too.
         self.source_file: str | None = sys._getframe(1).f_globals.get("__file__")
 
@@ -129,6 +130,7 @@ class Dag:
             map_over=map_over,
         )
         self._tasks[name] = task
+        self._order = None
         return task
 
     def task(self, fn: F | None = None, /, *, name: str | None = None, **options: Any) -> Any:
@@ -200,6 +202,8 @@ class Dag:
 
         Ties keep insertion order; raises `CycleError` naming the loop.
         """
+        if self._order is not None:
+            return list(self._order)
         indegree = {n: 0 for n in self._tasks}
         children: dict[str, list[str]] = {n: [] for n in self._tasks}
         for task in self._tasks.values():
@@ -217,7 +221,8 @@ class Dag:
             i += 1
         if len(order) != len(self._tasks):
             raise CycleError(self.name, self._find_cycle({n for n, d in indegree.items() if d > 0}))
-        return order
+        self._order = order
+        return list(order)
 
     def _find_cycle(self, candidates: set[str]) -> list[str]:
         # Walk dependencies inside the unsorted remainder until a name repeats.

@@ -21,6 +21,7 @@ import secrets
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -310,10 +311,7 @@ class Run:
         return self.states.count(state)
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.states:
-            out[s.value] = out.get(s.value, 0) + 1
-        return out
+        return {state.value: n for state, n in Counter(self.states).items()}
 
     def record(self, i: int) -> TaskRecord:
         return TaskRecord(
@@ -326,8 +324,8 @@ class Run:
             output=self.outputs[i] if self.states[i] is COMPLETED else None,
         )
 
-    def metrics_snapshot(self) -> dict[str, Any]:
-        counts = self.counts()
+    def metrics_snapshot(self, counts: dict[str, int] | None = None) -> dict[str, Any]:
+        counts = counts or self.counts()
         durs = sorted(
             f - s for s, f, st in zip(self.started, self.finished, self.states, strict=True)
             if s is not None and f is not None and st is COMPLETED
@@ -1134,6 +1132,12 @@ def run(
     import signal
     import threading
 
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise UsageError("run() was called inside a running event loop; use `await arun(dag, ...)` there")
     handle = handle or RunHandle()
 
     async def main() -> RunReport:
