@@ -16,6 +16,20 @@ from dagexec_plugins.memory import MemoryStorage
 from dagexec_plugins.tracing import TracingConfigError, wanted_exporters
 
 
+@pytest.fixture(autouse=True)
+def _restore_global_tracer_provider() -> Any:
+    """A run that builds its own SDK provider makes it the global one; give the next test a clean process."""
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    yield
+    provider = trace._TRACER_PROVIDER  # type: ignore[attr-defined]
+    if provider is not None and hasattr(provider, "shutdown"):
+        provider.shutdown()
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
@@ -293,3 +307,63 @@ def test_the_runnable_examples_in_docs_tracing_md_run() -> None:
     assert blocks, "docs/tracing.md lost its runnable example"
     for code in blocks:
         exec(compile(code, "docs/tracing.md", "exec"), {})
+
+
+def test_breaker_changes_are_events_on_the_run_span_and_attempts_carry_the_breaker_state(spans: Any) -> None:
+    provider, exporter = spans
+    dag = Dag("guarded")
+
+    @dag.task(breaker="payments")
+    def charge() -> None:
+        raise ConnectionRefusedError("payments API down")
+
+    run(dag, persist=False, tracer_provider=provider, breakers={"payments": {"failure_threshold": 1}})
+    s = by_name(exporter.get_finished_spans())
+    attempt = s["charge attempt 1"]
+    assert attempt.attributes is not None
+    assert attempt.attributes["dagexec.breaker.name"] == "payments"
+    assert attempt.attributes["dagexec.breaker.state"] == "closed"
+    events = [e for e in s["RUN guarded"].events if e.name == "dagexec.breaker.state_changed"]
+    assert [(e.attributes["dagexec.breaker.old_state"], e.attributes["dagexec.breaker.state"]) for e in events] == [
+        ("closed", "open")
+    ]
+    assert events[0].attributes["dagexec.breaker.name"] == "payments"
+
+
+def test_a_provider_built_from_the_variables_becomes_global_for_task_bodies(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from opentelemetry import trace
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    dag = Dag("global")
+
+    @dag.task
+    def body() -> None:
+        with trace.get_tracer("app").start_as_current_span("app work"):
+            pass
+
+    assert run(dag, persist=False).ok
+    err = capfd.readouterr().err
+    assert '"name": "app work"' in err and '"name": "body attempt 1"' in err
+
+
+def test_a_cancelled_run_ends_its_spans_with_result_cancellation(spans: Any) -> None:
+    from dagexec_core import RunHandle
+
+    provider, exporter = spans
+    handle = RunHandle()
+    dag = Dag("stopped")
+
+    @dag.task
+    async def long_job() -> None:
+        handle.cancel(grace_period=0)
+        await asyncio.Event().wait()  # only the cancellation ends it
+
+    report = run(dag, persist=False, tracer_provider=provider, handle=handle)
+    assert report.status == "cancelled"
+    s = by_name(exporter.get_finished_spans())
+    assert s["RUN stopped"].attributes["cicd.pipeline.result"] == "cancellation"  # type: ignore[index]
+    assert s["long_job"].attributes["cicd.pipeline.task.run.result"] == "cancellation"  # type: ignore[index]
+    assert s["long_job attempt 1"].attributes["cicd.pipeline.task.run.result"] == "cancellation"  # type: ignore[index]
+    assert all(span.end_time is not None for span in s.values())
