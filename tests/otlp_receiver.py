@@ -96,3 +96,15 @@ def otlp_receiver() -> Iterator[tuple[str, Received]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def reset_global_tracer_provider() -> None:
+    """Undo ``trace.set_tracer_provider`` so the next test starts with a clean process."""
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    provider = trace._TRACER_PROVIDER  # type: ignore[attr-defined]
+    if provider is not None and hasattr(provider, "shutdown"):
+        provider.shutdown()
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]

@@ -14,20 +14,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 from dagexec_core import Dag, PluginError, RetryPolicy, TaskState, hookimpl, run
 from dagexec_plugins.memory import MemoryStorage
 from dagexec_plugins.tracing import TracingConfigError, wanted_exporters
+from otlp_receiver import reset_global_tracer_provider
 
 
 @pytest.fixture(autouse=True)
 def _restore_global_tracer_provider() -> Any:
     """A run that builds its own SDK provider makes it the global one; give the next test a clean process."""
-    from opentelemetry import trace
-    from opentelemetry.util._once import Once
-
     yield
-    provider = trace._TRACER_PROVIDER  # type: ignore[attr-defined]
-    if provider is not None and hasattr(provider, "shutdown"):
-        provider.shutdown()
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    reset_global_tracer_provider()
 
 
 @pytest.fixture

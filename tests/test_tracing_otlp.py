@@ -8,9 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from otlp_receiver import otlp_receiver
+from otlp_receiver import otlp_receiver, reset_global_tracer_provider
 
 STATUS_ERROR = Status.STATUS_CODE_ERROR
 KIND_SERVER = Span.SPAN_KIND_SERVER
@@ -104,3 +105,51 @@ def test_cli_trace_console_prints_spans_to_stderr_and_trace_none_wins_over_varia
         quiet = run_cli(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, "--trace", "none")
         assert quiet.returncode == 1, quiet.stderr
         assert received.spans == []
+
+
+def test_a_worker_process_given_the_carrier_exports_spans_under_the_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextvars
+    import multiprocessing
+
+    from dagexec_core import Dag, run
+    from dagexec_plugins.tracing import inject_context
+    from trace_worker import work_in_child
+
+    dag = Dag("crossing")
+
+    @dag.task
+    def spawn_worker() -> dict[str, str]:
+        carrier = inject_context(contextvars.copy_context())
+        child = multiprocessing.get_context("spawn").Process(target=work_in_child, args=(carrier,))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        return carrier
+
+    with otlp_receiver() as (endpoint, received):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)  # inherited by the worker
+        try:
+            report = run(dag, persist=False)
+        finally:
+            reset_global_tracer_provider()
+        spans = received.by_name()
+    assert report.ok, report.records["spawn_worker"].error
+    carrier = report.outputs["spawn_worker"]
+    assert carrier["dagexec-trace-exporters"] == "otlp" and carrier["traceparent"].startswith("00-")
+    attempt = spans["spawn_worker attempt 1"]
+    assert spans["in worker"]["parent_span_id"] == attempt["span_id"]
+    assert spans["in worker"]["trace_id"] == attempt["trace_id"]
+    assert spans["in worker"]["scope"] == "worker"
+
+
+def test_without_tracing_the_carrier_is_empty_and_the_worker_side_does_nothing() -> None:
+    import contextvars
+
+    from dagexec_plugins.tracing import inject_context, remote_context
+
+    assert inject_context(contextvars.copy_context()) == {}
+    assert inject_context(None) == {}
+    with remote_context({}):
+        pass

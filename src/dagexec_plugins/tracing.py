@@ -22,14 +22,16 @@ children.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from dagexec_core import __version__, hookimpl
@@ -52,6 +54,8 @@ EXPORTERS = ("otlp", "console", "none")
 STASH_KEY = "dagexec.tracing"
 #: Run meta key holding the first trace of a run, so a resumed run links to it.
 META_KEY = "dagexec.trace"
+#: OpenTelemetry context key (and carrier field) naming the exporters, for worker processes.
+EXPORTERS_KEY = "dagexec-trace-exporters"
 
 PIPELINE_NAME = "cicd.pipeline.name"
 PIPELINE_RUN_ID = "cicd.pipeline.run.id"
@@ -204,9 +208,11 @@ class _RunSpans:
 class TraceEvents:
     """The event hooks that make spans; registered only when tracing is on."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
+    def __init__(self, tracer: trace.Tracer, exporters: Sequence[str] = ()) -> None:
         self.tracer = tracer
         self.runs: dict[int, _RunSpans] = {}
+        #: Told to worker processes (`inject_context`) so they can export their spans too.
+        self.exporters = ",".join(exporters)
 
     # -- run -------------------------------------------------------------
 
@@ -333,7 +339,10 @@ class TraceEvents:
                 attributes["dagexec.breaker.state"] = breaker.state
         span = self.tracer.start_span(f"{name} attempt {attempt}", context=rs.task_ctx[name], attributes=attributes)
         rs.attempts[name] = span
-        otel_context.attach(trace.set_span_in_context(span))
+        ctx = trace.set_span_in_context(span)
+        if self.exporters:
+            ctx = otel_context.set_value(EXPORTERS_KEY, self.exporters, ctx)
+        otel_context.attach(ctx)
         run.blackboard[f"dagexec.trace_id:{name}"] = rs.trace_id
 
     @hookimpl
@@ -417,6 +426,57 @@ class TraceEvents:
 
 
 # ---------------------------------------------------------------------------
+# crossing a process boundary (process executor, remote workers)
+# ---------------------------------------------------------------------------
+
+
+def inject_context(context: contextvars.Context | None) -> dict[str, str]:
+    """The W3C ``traceparent`` (and baggage) of the span current in ``context``, for another process.
+
+    An executor calls it in the parent with the ``context`` the engine gave
+    ``submit``, and sends the dict along with the task; the worker runs the
+    body inside `remote_context`. Empty when tracing is off.
+    """
+    carrier: dict[str, str] = {}
+    if context is None:
+        return carrier
+    context.run(propagate.inject, carrier)
+    if carrier:
+        exporters = context.run(otel_context.get_value, EXPORTERS_KEY)
+        if exporters:
+            carrier[EXPORTERS_KEY] = str(exporters)
+    return carrier
+
+
+@contextlib.contextmanager
+def remote_context(carrier: Mapping[str, str] | None) -> Iterator[None]:
+    """In a worker process: make the parent's attempt span the parent of spans made here.
+
+    The first time, a worker whose parent built its own exporter (``--trace``,
+    OTEL_* variables) builds the same one from its inherited environment and
+    makes it global, so ``trace.get_tracer(...)`` in a task body exports;
+    spans are flushed after each body, since a worker can be killed at any
+    time. With no carrier (tracing off) this does nothing.
+    """
+    if not carrier:
+        yield
+        return
+    provider: Any = trace.get_tracer_provider()
+    exporters = [n for n in carrier.get(EXPORTERS_KEY, "").split(",") if n]
+    if exporters and isinstance(provider, trace.ProxyTracerProvider):
+        provider = build_tracer_provider(exporters)
+        trace.set_tracer_provider(provider)
+    token = otel_context.attach(propagate.extract(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+        flush = getattr(provider, "force_flush", None)
+        if flush is not None:
+            flush()
+
+
+# ---------------------------------------------------------------------------
 # the always-registered plugin: options and the on/off decision
 # ---------------------------------------------------------------------------
 
@@ -448,6 +508,7 @@ class Plugin:
     def dagexec_configure(self, config: Config) -> None:
         provider = config.getoption("tracer_provider")
         owned = False
+        exporters: list[str] = []
         if provider is None:
             exporters = wanted_exporters(config.getoption("trace"))
             if not exporters:
@@ -458,7 +519,7 @@ class Plugin:
             # application has set up its own.
             if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
                 trace.set_tracer_provider(provider)
-        events = TraceEvents(provider.get_tracer("dagexec", __version__))
+        events = TraceEvents(provider.get_tracer("dagexec", __version__), exporters if owned else ())
         config.stash[STASH_KEY] = Tracing(provider, owned, events)
         config.pluginmanager.register(events, name="tracing.events")
 
