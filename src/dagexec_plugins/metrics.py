@@ -77,16 +77,34 @@ class MetricsConfigError(UsageError):
     """Metrics were asked for but cannot be set up (missing package, port taken)."""
 
 
+_COUNTERS = (
+    ("started", "{attempt}", "Task attempts started"),
+    ("completed", "{task}", "Tasks completed"),
+    ("failed", "{task}", "Tasks failed for good (dead-lettered ones included)"),
+    ("retried", "{attempt}", "Failed attempts that will be retried"),
+    ("skipped", "{task}", "Tasks skipped"),
+    ("dead_lettered", "{task}", "Tasks pushed to the dead-letter queue"),
+    ("cancelled", "{task}", "Tasks cancelled with their run"),
+)
+
+
 class MetricEvents:
-    """The event hooks that record metrics; registered only when metrics are on."""
+    """The event hooks that record metrics; registered only when metrics are on.
+
+    Counters are plain integers bumped on the event loop and reported through
+    observable (callback) instruments when a reader collects: an SDK
+    ``Counter.add`` costs tens of microseconds, a dict increment a fraction
+    of one. Only the duration histogram records through the SDK per task.
+    """
 
     def __init__(self, meter: metrics.Meter) -> None:
-        self.started = meter.create_counter("dagexec.tasks.started", "{attempt}", "Task attempts started")
-        self.counters = {
-            name: meter.create_counter(f"dagexec.tasks.{name}", "{task}", f"Tasks {name.replace('_', '-')}")
-            for name in ("completed", "failed", "skipped", "cancelled", "dead_lettered")
-        }
-        self.retried = meter.create_counter("dagexec.tasks.retried", "{attempt}", "Failed attempts that will be retried")
+        self.counts: dict[str, dict[tuple[str, str], int]] = {name: {} for name, _, _ in _COUNTERS}
+        self.active: dict[str, int] = {}
+        self._keys: dict[tuple[str, str], tuple[str, str]] = {}
+        self._attrs: dict[tuple[str, str], dict[str, str]] = {}
+        for name, unit, description in _COUNTERS:
+            meter.create_observable_counter(f"dagexec.tasks.{name}", [self._observer(name)], unit, description)
+        meter.create_observable_up_down_counter("dagexec.runs.active", [self._observe_active], "{run}", "Runs under way")
         self.duration = meter.create_histogram(
             "dagexec.task.duration", "s", "Task duration, first attempt start to final state",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
@@ -94,51 +112,75 @@ class MetricEvents:
         self.run_duration = meter.create_histogram(
             "dagexec.run.duration", "s", "Run duration", explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS)
         )
-        self.active = meter.create_up_down_counter("dagexec.runs.active", "{run}", "Runs under way")
-        self._attrs: dict[tuple[str, str], dict[str, str]] = {}
 
-    def _labels(self, run: Run, task: Task) -> dict[str, str]:
+    # -- collection (a reader's thread) ----------------------------------------
+
+    def _observer(self, name: str) -> Any:
+        counts = self.counts[name]
+
+        def observe(options: metrics.CallbackOptions) -> list[metrics.Observation]:
+            return [
+                metrics.Observation(n, {"cicd.pipeline.name": dag, "cicd.pipeline.task.name": task})
+                for (dag, task), n in list(counts.items())
+            ]
+
+        return observe
+
+    def _observe_active(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        return [metrics.Observation(n, {"cicd.pipeline.name": dag}) for dag, n in list(self.active.items())]
+
+    # -- events (the event loop) -------------------------------------------------
+
+    def _key(self, run: Run, task: Task) -> tuple[str, str]:
         key = (run.dag.name, task.name)
-        labels = self._attrs.get(key)
-        if labels is None:
-            labels = {"cicd.pipeline.name": run.dag.name, "cicd.pipeline.task.name": _BASE_NAME.sub("", task.name)}
-            self._attrs[key] = labels
-        return labels
+        base = self._keys.get(key)
+        if base is None:
+            base = self._keys[key] = (run.dag.name, _BASE_NAME.sub("", task.name))
+        return base
+
+    def _bump(self, name: str, key: tuple[str, str]) -> None:
+        counts = self.counts[name]
+        counts[key] = counts.get(key, 0) + 1
 
     @hookimpl
     def dagexec_run_started(self, run: Run) -> None:
-        self.active.add(1, {"cicd.pipeline.name": run.dag.name})
+        self.active[run.dag.name] = self.active.get(run.dag.name, 0) + 1
 
     @hookimpl
     def dagexec_run_finished(self, run: Run, report: RunReport) -> None:
-        labels = {"cicd.pipeline.name": run.dag.name}
-        self.active.add(-1, labels)
+        self.active[run.dag.name] -= 1
         result = {"completed": "success", "cancelled": "cancellation"}.get(report.status, "failure")
-        self.run_duration.record(report.duration, {**labels, "cicd.pipeline.result": result})
+        self.run_duration.record(report.duration, {"cicd.pipeline.name": run.dag.name, "cicd.pipeline.result": result})
 
     @hookimpl
     def dagexec_task_started(self, run: Run, task: Task) -> None:
-        self.started.add(1, self._labels(run, task))
+        self._bump("started", self._key(run, task))
 
     @hookimpl
     def dagexec_task_retrying(self, run: Run, task: Task) -> None:
-        self.retried.add(1, self._labels(run, task))
+        self._bump("retried", self._key(run, task))
 
     @hookimpl
     def dagexec_task_dead_lettered(self, run: Run, task: Task) -> None:
-        self.counters["dead_lettered"].add(1, self._labels(run, task))
+        self._bump("dead_lettered", self._key(run, task))
 
     @hookimpl
     def dagexec_task_finished(self, run: Run, task: Task, record: TaskRecord) -> None:
-        labels = self._labels(run, task)
-        name = _FINAL_COUNTER.get(record.state)
+        key = self._key(run, task)
+        state = record.state
+        name = _FINAL_COUNTER.get(state)
         if name is not None:
-            self.counters[name].add(1, labels)
-        if record.started_at is not None and record.finished_at is not None and record.state is not TaskState.SKIPPED:
-            result = _RESULTS.get(record.state, "error")
-            self.duration.record(
-                record.finished_at - record.started_at, {**labels, "cicd.pipeline.task.run.result": result}
-            )
+            self._bump(name, key)
+        if record.started_at is not None and record.finished_at is not None and state is not TaskState.SKIPPED:
+            labels = self._attrs.get((key[0], key[1] + "\0" + state.value))
+            if labels is None:
+                labels = {
+                    "cicd.pipeline.name": key[0],
+                    "cicd.pipeline.task.name": key[1],
+                    "cicd.pipeline.task.run.result": _RESULTS.get(state, "error"),
+                }
+                self._attrs[(key[0], key[1] + "\0" + state.value)] = labels
+            self.duration.record(record.finished_at - record.started_at, labels)
 
 
 # ---------------------------------------------------------------------------
