@@ -217,17 +217,19 @@ class TraceEvents:
     # -- run -------------------------------------------------------------
 
     def _original_trace(self, run: Run) -> SpanContext | None:
+        """The run span of the first traced invocation of a resumed run, if one was stored."""
         if not run.resumed_from:
             return None
         try:
             stored = run.storage.get_meta(run.run_id, META_KEY)
         except Exception:  # storage without meta support: no link
-            stored = None
-        trace_id = (stored or {}).get("trace_id") or run.trace_id
-        span_id = (stored or {}).get("span_id")
-        if not trace_id or not span_id:
             return None
-        return SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        if not isinstance(stored, dict) or not stored.get("trace_id") or not stored.get("span_id"):
+            return None
+        return SpanContext(
+            int(stored["trace_id"], 16), int(stored["span_id"], 16), is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
 
     @hookimpl
     def dagexec_run_started(self, run: Run) -> None:
@@ -255,14 +257,13 @@ class TraceEvents:
         )
         rs = _RunSpans(span)
         self.runs[id(run)] = rs
-        if original is None and not run.resumed_from:
-            run.trace_id = rs.trace_id
+        if original is None:  # the first traced invocation of this run: later resumes link to it
             sc = span.get_span_context()
             try:
                 run.storage.put_meta(run.run_id, META_KEY, {"trace_id": rs.trace_id, "span_id": format(sc.span_id, "016x")})
             except Exception:  # storage without meta support: resumed runs start unlinked traces
                 pass
-        elif run.trace_id is None:
+        if run.trace_id is None:
             run.trace_id = format(original.trace_id, "032x") if original is not None else rs.trace_id
 
     @hookimpl
