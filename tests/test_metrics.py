@@ -143,3 +143,16 @@ def test_the_runnable_examples_in_docs_metrics_md_run() -> None:
     assert blocks, "docs/metrics.md lost its runnable example"
     for code in blocks:
         exec(compile(code, "docs/metrics.md", "exec"), {})
+
+
+def test_otel_metrics_exporter_prometheus_serves_on_the_port_the_variables_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus")
+    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", "0")
+    text = run(mixed_dag(final=_scrape), persist=False).outputs["d"]
+    assert "dagexec_tasks_started_total" in text
+
+
+def test_an_unknown_metrics_exporter_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "statsd")
+    with pytest.raises(PluginError, match="unknown metrics exporter 'statsd'.*otlp, console, prometheus, none"):
+        run(mixed_dag(), persist=False)
