@@ -19,6 +19,7 @@ from .errors import (
     RunLockedError,
     SelfDependencyError,
     StateFileError,
+    TaskPicklingError,
     TaskTimeoutError,
 )
 from .hookspecs import hookimpl, hookspec
@@ -51,6 +52,7 @@ __all__ = [
     "StateFileError",
     "Task",
     "TaskContext",
+    "TaskPicklingError",
     "TaskRecord",
     "TaskState",
     "TaskTimeoutError",

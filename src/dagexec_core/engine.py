@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import pluggy
 
 from .config import Config
@@ -207,6 +208,9 @@ class Run:
         # -- the task table ------------------------------------------------
         order = dag.topological_order()
         self.tasks: list[Task] = [dag[n] for n in order]
+        breaker_tags = config.getoption("breaker_tags")
+        if breaker_tags:
+            self.tasks = [_tag_breaker(t, breaker_tags) for t in self.tasks]
         self.index: dict[str, int] = {t.name: i for i, t in enumerate(self.tasks)}
         n = len(self.tasks)
         self.states: list[TaskState] = [PENDING] * n
@@ -241,6 +245,7 @@ class Run:
         self.done_queue: list[asyncio.Future[Any]] = []
         self.retry_handles: dict[int, asyncio.TimerHandle] = {}
         self.breaker_waiting: dict[int, float] = {}  # idx -> wait started
+        self.breaker_queued: set[int] = set()  # waiting tasks put back on the ready-queue
         self.policies: dict[int, RetryPolicyLike] = {}
         self.last_delay: dict[int, float] = {}
         self.last_exc: dict[int, BaseException] = {}
@@ -603,7 +608,11 @@ class Run:
         self.last_exc[i] = exc
         delay = None
         if not self.cancelling and not isinstance(exc, (OutputSerializationError, CircuitOpenError)):
-            delay = self._policy(i).next_delay(attempt, exc)
+            policy = self._policy(i)
+            if isinstance(policy, RetryPolicy):  # a bare policy: decorrelated jitter needs the last delay
+                delay = policy.next_delay(attempt, exc, previous=self.last_delay.get(i))
+            else:
+                delay = policy.next_delay(attempt, exc)
         if delay is not None:
             self._check(i, RETRYING)
             self.states[i] = RETRYING
@@ -826,17 +835,18 @@ class Run:
     def _breaker_allows(self, i: int, name: str) -> bool:
         breaker = self.breakers.get(name)
         if breaker is None:
-            breaker = call_hook(self.pm, "dagexec_circuit_breaker", name=name, config=self.config)
+            breaker = call_hook(self.pm, "dagexec_circuit_breaker", name=name, config=self.config, run=self)
             if breaker is None:
                 raise PluginError(f"no plugin provides a circuit breaker for group {name!r} (is 'breaker' blocked?)")
             self.breakers[name] = breaker
+        self.breaker_queued.discard(i)
         if breaker.allow():
             self.breaker_waiting.pop(i, None)
             return True
         since = self.breaker_waiting.setdefault(i, time.monotonic())
         if time.monotonic() - since > self.breaker_max_wait:
+            # The attempt is refused, not made: attempts stay as they are.
             self.breaker_waiting.pop(i, None)
-            self.attempts[i] += 1
             self.started[i] = time.time()
             self._fail(
                 i,
@@ -852,7 +862,9 @@ class Run:
 
     def _recheck_breakers(self) -> None:
         for i in list(self.breaker_waiting):
-            if self.states[i] is PENDING or self.states[i] is RETRYING:
+            # Once on the queue is enough: a second entry would launch the task twice.
+            if (self.states[i] is PENDING or self.states[i] is RETRYING) and i not in self.breaker_queued:
+                self.breaker_queued.add(i)
                 self._push_ready(i)
 
     # -- stages ----------------------------------------------------------------
@@ -879,7 +891,7 @@ class Run:
         policy = self.policies.get(i)
         if policy is None:
             found: RetryPolicyLike | None = call_hook(
-                self.pm, "dagexec_retry_policy", task=self.tasks[i], config=self.config
+                self.pm, "dagexec_retry_policy", task=self.tasks[i], config=self.config, run=self
             )
             policy = found or self.tasks[i].retry or _NO_RETRY
             self.policies[i] = policy
@@ -1036,7 +1048,19 @@ def _is_mapped_name(name: str, index: Mapping[str, int]) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    notes = getattr(exc, "__notes__", None)
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} ({'; '.join(map(str, notes))})" if notes else text
+
+
+def _tag_breaker(task: Task, breaker_tags: Mapping[str, str]) -> Task:
+    """``task`` joined to the breaker group its first tag in ``breaker_tags`` names (its own ``breaker=`` wins)."""
+    if task.breaker is not None or not task.tags:
+        return task
+    for tag, group in breaker_tags.items():
+        if tag in task.tags:
+            return attrs.evolve(task, breaker=str(group))
+    return task
 
 
 # ---------------------------------------------------------------------------

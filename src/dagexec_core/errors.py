@@ -77,6 +77,15 @@ class OutputSerializationError(DagexecError, TypeError):
     """A task returned a value that cannot be stored as JSON."""
 
 
+class TaskPicklingError(DagexecError, TypeError):
+    """A task's function, arguments or output cannot cross to or from a worker process.
+
+    Never retried: the same value fails the same way on every attempt.
+    """
+
+    retryable = False
+
+
 class TaskCancelledError(DagexecError):
     """The run was cancelled while the task was running."""
 

@@ -103,17 +103,20 @@ def dagexec_executor(config: Config) -> TaskExecutor | None:
     :param config: the `Config`; ``config.getoption("executor")`` is the
         name asked for (``local``, ``process``, ``dask``).
 
-    Stops at the first non-None result. Built-in: ``local`` (threads and the
-    event loop). Called once per run.
+    Stops at the first non-None result. Built-ins: ``local`` (threads and the
+    event loop) and ``process`` (sync bodies in worker processes that are
+    killed when they overrun their timeout). Called once per run.
     """
 
 
 @hookspec(firstresult=True)
-def dagexec_retry_policy(task: Task, config: Config) -> RetryPolicyLike | None:
+def dagexec_retry_policy(task: Task, config: Config, run: Run) -> RetryPolicyLike | None:
     """Return the retry policy for ``task``.
 
     :param task: the `Task` that failed.
     :param config: the `Config`.
+    :param run: the `Run` (``run_id``, ``storage``): for state kept per run,
+        such as the built-in retry budget.
 
     Stops at the first non-None result. Built-in: ``retry`` (the task's
     ``retry=``, then its tags', then the run default). Called once per task,
@@ -123,11 +126,14 @@ def dagexec_retry_policy(task: Task, config: Config) -> RetryPolicyLike | None:
 
 
 @hookspec(firstresult=True)
-def dagexec_circuit_breaker(name: str, config: Config) -> CircuitBreaker | None:
+def dagexec_circuit_breaker(name: str, config: Config, run: Run) -> CircuitBreaker | None:
     """Return the `CircuitBreaker` for breaker group ``name``.
 
-    :param name: the group named by tasks' ``breaker=``.
+    :param name: the group named by tasks' ``breaker=`` (or by their tags
+        through the ``breaker_tags`` option).
     :param config: the `Config`.
+    :param run: the `Run`; the built-in breaker keeps its state with it
+        (``run.storage.put_meta``) so a resumed run starts where it stopped.
 
     Stops at the first non-None result. Built-in: ``breaker``. Called once
     per group per run; every task of the group shares the object.

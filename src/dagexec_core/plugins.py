@@ -25,9 +25,11 @@ from .errors import PluginHookError, PluginLoadError
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "dagexec_plugins.memory"),
     ("local", "dagexec_plugins.local"),
+    ("process", "dagexec_plugins.process"),
     ("retry", "dagexec_plugins.retry"),
     ("breaker", "dagexec_plugins.breaker"),
     ("deadletter", "dagexec_plugins.deadletter"),
+    ("dask", "dagexec_plugins.dask"),
     ("tracing", "dagexec_plugins.tracing"),
     ("metrics", "dagexec_plugins.metrics"),
     ("progress", "dagexec_plugins.progress"),
