@@ -153,3 +153,62 @@ def test_without_tracing_the_carrier_is_empty_and_the_worker_side_does_nothing()
     assert inject_context(None) == {}
     with remote_context({}):
         pass
+
+
+PROCESS_DAG_FILE = textwrap.dedent(
+    """
+    import multiprocessing
+    from opentelemetry import trace
+    from dagexec_core import Dag
+
+    dag = Dag("crunch")
+
+    def crunch():
+        with trace.get_tracer("crunch.worker").start_as_current_span("crunch numbers") as span:
+            span.set_attribute("process.name", multiprocessing.current_process().name)
+        return 42
+
+    dag.add("crunch", crunch)
+    """
+)
+
+
+def test_cli_process_executor_worker_spans_reach_the_receiver_under_their_attempt(tmp_path: Path) -> None:
+    dag_file = tmp_path / "crunch.py"
+    dag_file.write_text(PROCESS_DAG_FILE)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    with otlp_receiver() as (endpoint, received):
+        proc = subprocess.run(
+            [sys.executable, "-m", "dagexec_core.cli", "run", str(dag_file), "--no-persist", "--json",
+             "--executor", "process", "--progress", "off"],
+            env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        spans = received.by_name()
+    inner, attempt = spans["crunch numbers"], spans["crunch attempt 1"]
+    assert inner["attributes"]["process.name"] == "dagexec-process-worker"  # made in the worker process
+    assert inner["parent_span_id"] == attempt["span_id"] and inner["trace_id"] == attempt["trace_id"]
+    assert inner["resource"]["service.name"] == "dagexec"
+
+
+def test_dask_worker_process_spans_reach_the_receiver_under_their_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    from dagexec_core import Dag, run
+    from trace_worker import span_in_worker
+
+    dag = Dag("on_dask")
+    dag.add("remote", span_in_worker)
+    with otlp_receiver() as (endpoint, received):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)  # inherited by the worker processes
+        try:
+            report = run(dag, persist=False, signals=False, executor="dask", dask_workers=1)
+        finally:
+            reset_global_tracer_provider()
+        spans = received.by_name()
+    assert report.ok, report.records["remote"].error
+    inner, attempt = spans["in dask worker"], spans["remote attempt 1"]
+    assert inner["attributes"]["process.name"] != "MainProcess"
+    assert inner["parent_span_id"] == attempt["span_id"] and inner["trace_id"] == attempt["trace_id"]
