@@ -192,3 +192,9 @@ def test_sigint_cancels_and_exits_130_leaving_run_resumable(tmp_path: Path) -> N
     report = json.loads(out)
     assert report["status"] == "cancelled"
     assert report["tasks"]["wait"]["state"] == "cancelled" and report["tasks"]["after"]["state"] == "pending"
+
+
+def test_help_of_a_subcommand_lists_plugin_flags_without_errors() -> None:
+    proc = subprocess.run([sys.executable, "-m", "dagexec_core.cli", "run", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "plugin options" in proc.stdout and "--durability" in proc.stdout

@@ -7,6 +7,8 @@ validation error; 130 the run was cancelled (it stays resumable).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import importlib.util
 import json
 import logging
@@ -158,6 +160,15 @@ def build_parser(pm: PluginManager | None) -> argparse.ArgumentParser:
 COMMANDS: list[Callable[[Any, PluginManager | None], None]] = []
 
 
+def _stored_run_commands(sub: Any, pm: PluginManager | None) -> None:
+    from .cli_runs import add_commands  # resume, runs, show, dlq
+
+    add_commands(sub, pm)
+
+
+COMMANDS.append(_stored_run_commands)
+
+
 # ---------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------
@@ -289,16 +300,20 @@ def _main(argv: list[str]) -> int:
     # Phase 1: find -p and the DAG file without plugin options, so the plugin
     # manager (and dagplugins.py next to the file) exists before the full parse.
     pre = build_parser(None)
+    wants_help = bool({"-h", "--help"} & set(argv))
     known, _ = _parse_known(pre, argv)
-    if known is None:
+    if known is None and not wants_help:
         pre.parse_args(argv)  # let argparse print the usage error and exit 2
-    if known is None or not getattr(known, "command", None):
+    if known is not None and not getattr(known, "command", None):
         pre.print_help()
-        return EXIT_OK if {"-h", "--help"} & set(argv) else EXIT_USAGE
+        return EXIT_OK if wants_help else EXIT_USAGE
     target = getattr(known, "target", None)
     dag_path = split_target(target)[0] if target else None
+    plugin_args = getattr(known, "plugin_args", None) or [
+        argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-p"
+    ]
     pm = build_plugin_manager(
-        plugin_args=getattr(known, "plugin_args", []),
+        plugin_args=plugin_args,
         dag_path=dag_path if dag_path and dag_path.is_file() else None,
     )
     # Phase 2: the full parse, with flags added by plugins.
@@ -319,7 +334,8 @@ def _parse_known(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argp
     # Unknown plugin flags are fine in phase 1; --help must wait for phase 2.
     argv = [a for a in argv if a not in ("-h", "--help")]
     try:
-        return parser.parse_known_args(argv)
+        with contextlib.redirect_stderr(io.StringIO()):  # phase 2 reports usage errors
+            return parser.parse_known_args(argv)
     except SystemExit:
         return None, argv
 

@@ -38,6 +38,7 @@ from .errors import (
     OutputSerializationError,
     PluginError,
     TaskCancelledError,
+    TaskInterruptedError,
     TaskTimeoutError,
     UsageError,
 )
@@ -254,6 +255,7 @@ class Run:
         self.event_waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self.slot_waiters: list[asyncio.Future[None]] = []
         self.stored_extra: dict[str, TaskRecord] = {}
+        self.interrupted: list[int] = []  # resumed tasks a crash caught on their last attempt
         self.n_retries = 0
         self.n_started = 0
         # Set once per run in _resolve_stages: does any plugin implement the event hook?
@@ -417,6 +419,7 @@ class Run:
                 self._open_new()
             self.executor.start(self.loop, self.concurrency)
             self._emit_event("dagexec_run_started", run=self)
+            self._fail_interrupted()
             try:
                 await self._loop()
             finally:
@@ -998,7 +1001,7 @@ class Run:
         for name, rec in records.items():
             if name not in self.index:
                 self.stored_extra[name] = rec
-        now = time.time()
+        crashed: list[int] = []
         for i, task in enumerate(self.tasks):
             found = records.get(task.name)
             if found is None:
@@ -1018,10 +1021,9 @@ class Run:
             elif state is COMPLETED:
                 self.outputs[i] = rec.output
             elif state in (RUNNING, RETRYING, READY, CANCELLED):
-                if state is not CANCELLED and rec.attempts >= self._policy(i).max_attempts:
-                    state = FAILED
-                    self.errors[i] = rec.error or "interrupted by a crash on its last attempt"
-                    self.finished[i] = now
+                # A map collector's attempt is its elements': it expands again, reusing completed ones.
+                if state is RUNNING and task.map_over is None and rec.attempts >= self._policy(i).max_attempts:
+                    crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
                 else:
                     state = PENDING
             self.states[i] = state
@@ -1030,6 +1032,18 @@ class Run:
         if new_names:
             self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
         self._start_roots(range(len(self.tasks)))
+        self._flush()
+        self.interrupted = crashed
+
+    def _fail_interrupted(self) -> None:
+        """Fail (and dead-letter) the tasks a crash interrupted on their last attempt; after run_started."""
+        for i in self.interrupted:
+            self._fail(i, TaskInterruptedError(
+                f"task {self.tasks[i].name!r} was interrupted on its last attempt ({self.attempts[i]}) when the "
+                f"process driving run {self.run_id} died; replay it with: dagexec resume {self.run_id} "
+                f"--replay {self.tasks[i].name}"
+            ))
+        self.interrupted = []
         self._flush()
 
     def _settle_cancelled(self) -> None:

@@ -77,6 +77,10 @@ class OutputSerializationError(DagexecError, TypeError):
     """A task returned a value that cannot be stored as JSON."""
 
 
+class TaskInterruptedError(DagexecError):
+    """The process driving a run died during a task's last attempt (found on resume)."""
+
+
 class TaskPicklingError(DagexecError, TypeError):
     """A task's function, arguments or output cannot cross to or from a worker process.
 

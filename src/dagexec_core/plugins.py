@@ -24,6 +24,7 @@ from .errors import PluginHookError, PluginLoadError
 #: The built-in plugins, registered in this order (later ones run first).
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "dagexec_plugins.memory"),
+    ("sqlite", "dagexec_plugins.sqlite"),
     ("local", "dagexec_plugins.local"),
     ("process", "dagexec_plugins.process"),
     ("retry", "dagexec_plugins.retry"),

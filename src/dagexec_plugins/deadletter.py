@@ -1,10 +1,15 @@
-"""The default dead-letter queue: kept beside the run's storage."""
+"""The default dead-letter queue: kept beside the run's storage.
+
+A storage that offers ``dead_letter_queue()`` (the SQLite storage does) keeps
+the entries in its own file, so ``dagexec dlq`` sees them after the process
+ends; otherwise they live in this process only.
+"""
 
 from __future__ import annotations
 
 from dagexec_core import hookimpl
 from dagexec_core.config import Config
-from dagexec_core.stages import DeadLetter, Storage
+from dagexec_core.stages import DeadLetter, DeadLetterQueue, Storage
 
 
 class MemoryDeadLetterQueue:
@@ -31,5 +36,9 @@ class MemoryDeadLetterQueue:
 
 
 @hookimpl(trylast=True)
-def dagexec_dead_letter_queue(config: Config, storage: Storage) -> MemoryDeadLetterQueue:
+def dagexec_dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQueue:
+    factory = getattr(storage, "dead_letter_queue", None)
+    if callable(factory):
+        queue: DeadLetterQueue = factory()
+        return queue
     return MemoryDeadLetterQueue()

@@ -1,0 +1,743 @@
+"""The default storage: runs, task records, transitions and dead letters in one SQLite file.
+
+sqlite-utils creates the schema and runs its migrations (the version lives in
+the file); the hot path (`SqliteStorage.write`) is prepared SQL with
+``executemany``, one transaction per scheduler step. The file is in WAL mode;
+``durability`` picks ``synchronous``:
+
+- ``fast``: ``synchronous=OFF``. Survives a killed process; an OS crash or
+  power loss may lose recent steps or corrupt the file.
+- ``normal`` (default): ``synchronous=NORMAL``. Survives a killed process; a
+  power loss may lose the last steps but leaves a consistent file.
+- ``durable``: ``synchronous=FULL``. Every committed step survives power loss.
+
+A file that is not a dagexec state file (foreign, corrupt, newer schema) is
+refused with `StateFileError` before anything is written to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import sqlite_utils
+
+from dagexec_core import hookimpl
+from dagexec_core.config import Config
+from dagexec_core.errors import RunLockedError, RunNotFoundError, StateFileError, UsageError
+from dagexec_core.outputs import JsonSerializer, Serializer
+from dagexec_core.stages import DeadLetter, RecordRow, RunInfo
+from dagexec_core.state import TaskRecord, TaskState
+
+log = logging.getLogger("dagexec.sqlite")
+
+#: ``PRAGMA application_id`` of every dagexec state file ("dagx").
+APPLICATION_ID = 0x64616778
+#: The schema this code writes; a file with a higher version is refused.
+SCHEMA_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+DURABILITY = {"fast": "OFF", "normal": "NORMAL", "durable": "FULL"}
+
+#: A lock held from another host counts as abandoned once its heartbeat is this old.
+LOCK_STALE_AFTER = 120.0
+#: Seconds between heartbeats of the runs a process holds (a thread writes them, so long tasks keep the lock).
+HEARTBEAT_EVERY = 10.0
+
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+_STATES = {s.value: s for s in TaskState}
+
+_UPDATE_TASK = (
+    "UPDATE tasks SET state = ?, attempts = ?, started_at = ?, finished_at = ?, output = ?, error = ? "
+    "WHERE run_id = ? AND name = ?"
+)
+_INSERT_TRANSITION = "INSERT INTO transitions (run_id, task, state, attempts, at, error) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_TASK = (
+    "INSERT OR IGNORE INTO tasks (run_id, name, seq, state, attempts, deps) VALUES (?, ?, ?, 'pending', 0, ?)"
+)
+
+
+# ---------------------------------------------------------------------------
+# schema and migrations
+# ---------------------------------------------------------------------------
+
+
+def _migrate_to_1(db: sqlite_utils.Database) -> None:
+    db.table("runs").create(
+        {
+            "run_id": str,
+            "dag_name": str,
+            "dag_file": str,
+            "status": str,
+            "started_at": float,
+            "finished_at": float,
+            "task_count": int,
+            "counts": str,  # JSON, written when the run finishes
+            "trace_id": str,
+            "meta": str,  # JSON
+            "lock_pid": int,
+            "lock_host": str,
+            "lock_started": str,  # the holder's process start time, against pid reuse
+            "lock_heartbeat": float,
+        },
+        pk="run_id",
+        not_null=["dag_name", "status", "started_at"],
+    )
+    db.table("tasks").create(
+        {
+            "run_id": str,
+            "name": str,
+            "seq": int,
+            "state": str,
+            "attempts": int,
+            "started_at": float,
+            "finished_at": float,
+            "output": str,  # JSON text (or the registered serializer's)
+            "error": str,
+            "deps": str,  # JSON list: the DAG fingerprint checked on resume
+        },
+        pk=("run_id", "name"),
+        not_null=["state", "attempts"],
+    )
+    db.table("transitions").create(
+        {"id": int, "run_id": str, "task": str, "state": str, "attempts": int, "at": float, "error": str},
+        pk="id",
+    )
+    db.table("transitions").create_index(["run_id"], index_name="transitions_run")
+    db.table("dead_letters").create(
+        {
+            "id": str,
+            "run_id": str,
+            "dag_name": str,
+            "task": str,
+            "attempts": int,
+            "error_type": str,
+            "message": str,
+            "traceback": str,
+            "created_at": float,
+            "trace_id": str,
+        },
+        pk="id",
+    )
+    db.table("dead_letters").create_index(["run_id"], index_name="dead_letters_run")
+    db.table("task_state").create({"dag_name": str, "task": str, "value": str, "updated_at": float}, pk=("dag_name", "task"))
+    db.table("run_meta").create({"run_id": str, "key": str, "value": str}, pk=("run_id", "key"))
+
+
+#: ``version -> step`` bringing a file from ``version - 1`` to ``version``.
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_to_1}
+
+
+# ---------------------------------------------------------------------------
+# process liveness (the run lock)
+# ---------------------------------------------------------------------------
+
+
+def _proc_start(pid: int) -> str | None:
+    """The start time of ``pid`` in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # the command name may hold spaces and parentheses: split after its last ')'
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields and fields[0] == b"Z":
+        return "zombie"
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def _pid_alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now_started = _proc_start(pid)
+    if now_started == "zombie":
+        return False
+    return not (started and now_started and started != now_started)
+
+
+# ---------------------------------------------------------------------------
+# the storage
+# ---------------------------------------------------------------------------
+
+
+class SqliteStorage:
+    """`Storage` in one SQLite file. Thread-safe: ``ctx.state`` is saved from worker threads."""
+
+    persistent = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        durability: str = "normal",
+        *,
+        serializer: Serializer | None = None,
+        dag_file: str | None = None,
+        create: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.durability = durability
+        self.serializer: Serializer = serializer or JsonSerializer()
+        self.dag_file = dag_file
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._host = socket.gethostname()
+        self._started = _proc_start(self._pid)
+        self._held: set[str] = set()  # runs whose lock this process holds
+        self._beat_stop: threading.Event | None = None
+        # run -> (status, finished_at, counts) before a resume that has not written yet
+        self._before_resume: dict[str, tuple[Any, Any, Any]] = {}
+        self._closed = False
+        self._corrupt = False
+        self._create = create
+        self._conn: sqlite3.Connection | None = None
+
+    # -- opening ---------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, opened on first use: errors then reach the caller as `StateFileError`."""
+        if self._conn is None:
+            with self._lock:
+                if self._closed:
+                    raise StateFileError(f"state file {str(self.path)!r} was closed")
+                if self._conn is None:
+                    self._conn = self._open(self._create)
+        return self._conn
+
+    def _open(self, create: bool) -> sqlite3.Connection:
+        if self.durability not in DURABILITY:
+            raise UsageError(
+                f"unknown durability {self.durability!r}; choose one of {', '.join(DURABILITY)} "
+                f"(see docs/reliability.md)"
+            )
+        path = self.path
+        exists = path.exists()
+        if exists and path.is_dir():
+            raise StateFileError(f"state file {str(path)!r} is a directory; pass state= a file path such as {str(path / 'state.db')!r}")
+        if exists and path.stat().st_size > 0:
+            try:
+                with open(path, "rb") as f:
+                    magic = f.read(len(SQLITE_MAGIC))
+            except OSError as exc:
+                raise StateFileError(f"cannot read state file {str(path)!r}: {exc}") from exc
+            if magic != SQLITE_MAGIC:
+                raise StateFileError(
+                    f"{str(path)!r} is not a dagexec state file (not an SQLite database, or corrupt); "
+                    f"it was left untouched: pass another state= path or move the file away"
+                )
+        elif not create:
+            raise StateFileError(f"no dagexec state file at {str(path)!r}; run a DAG first or pass --state PATH")
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateFileError(
+                    f"cannot create the directory of state file {str(path)!r}: {exc.strerror}; "
+                    f"pass state= a writable path, or persist=False / --no-persist"
+                ) from exc
+        try:
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise self._error("open", exc) from exc
+        try:
+            self._check_and_migrate(conn)
+            conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
+            conn.execute("PRAGMA foreign_keys = OFF")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_and_migrate(self, conn: sqlite3.Connection) -> None:
+        """Refuse foreign, corrupt and newer files before writing anything; then bring the schema up to date."""
+        path = self.path
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+                raise self._error("open", exc) from exc
+            raise StateFileError(
+                f"{str(path)!r} is not a dagexec state file or is corrupt ({exc}); "
+                f"it was left untouched: pass another state= path or move the file away"
+            ) from exc
+        if app_id != APPLICATION_ID and (app_id != 0 or tables):
+            raise StateFileError(
+                f"{str(path)!r} is an SQLite database of another application "
+                f"(tables: {', '.join(sorted(tables)[:5]) or 'none'}); it was left untouched: "
+                f"pass another state= path for dagexec"
+            )
+        if version > SCHEMA_VERSION:
+            raise StateFileError(
+                f"state file {str(path)!r} has schema version {version}, newer than this dagexec "
+                f"understands ({SCHEMA_VERSION}); upgrade dagexec, or pass another state= path"
+            )
+        if version == SCHEMA_VERSION:
+            self._set_journal(conn)
+            return
+        try:
+            self._set_journal(conn)
+            db = sqlite_utils.Database(conn, execute_plugins=False)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # re-read under the write lock: another process may have migrated meanwhile
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[v](db)
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+                    )
+                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (v, time.time()))
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error("create the schema of", exc) from exc
+
+    @staticmethod
+    def _set_journal(conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+
+    def _error(self, doing: str, exc: BaseException) -> StateFileError:
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            self._corrupt = True  # never write to it again, not even to mark the run crashed
+        text = str(exc)
+        hint = ""
+        low = text.lower()
+        if "readonly" in low or "read-only" in low or "unable to open" in low:
+            hint = "; make its directory writable, pass another state= path, or run with persist=False / --no-persist"
+        elif "full" in low:
+            hint = "; free disk space or pass another state= path; the interrupted step was rolled back"
+        elif "malformed" in low or "not a database" in low:
+            hint = "; the file is corrupt: move it away and start a new run"
+        elif "locked" in low or "busy" in low:
+            hint = "; another process holds the file's write lock for too long"
+        return StateFileError(f"cannot {doing} state file {str(self.path)!r}: {text}{hint}")
+
+    @contextmanager
+    def _tx(self, doing: str, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
+        """One transaction, rolled back whole on any error (so no partial step is ever left)."""
+        with self._lock:
+            conn = self.conn
+            if self._corrupt:
+                raise StateFileError(
+                    f"state file {str(self.path)!r} is corrupt and is no longer written to; "
+                    f"move it away and start a new run"
+                )
+            try:
+                conn.execute(begin)
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:  # pragma: no cover - the connection is gone
+                        pass
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(doing, exc) from exc
+                raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self.conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from exc
+
+    # -- runs ------------------------------------------------------------------
+
+    def create_run(self, run: RunInfo, task_names: Sequence[str], dag_fingerprint: Mapping[str, Sequence[str]]) -> None:
+        now = time.time()
+        dag_file = run.meta.get("dag_file") if run.meta else None
+        with self._tx("create a run in", "BEGIN IMMEDIATE") as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)).fetchone():
+                raise UsageError(f"run {run.run_id} already exists in {str(self.path)!r}; resume it instead")
+            conn.execute(
+                "INSERT INTO runs (run_id, dag_name, dag_file, status, started_at, task_count, trace_id, meta, "
+                "lock_pid, lock_host, lock_started, lock_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.run_id, run.dag_name, dag_file or self.dag_file, "running", run.started_at,
+                    len(task_names), run.trace_id, json.dumps(dict(run.meta or {})),
+                    self._pid, self._host, self._started, now,
+                ),
+            )
+            conn.executemany(
+                _INSERT_TASK,
+                [(run.run_id, n, k, json.dumps(list(dag_fingerprint.get(n, ())))) for k, n in enumerate(task_names)],
+            )
+        self._hold(run.run_id)
+
+    def _holder(self, row: Sequence[Any]) -> str | None:
+        """Describe the live process holding a run's lock, or None when it is free or abandoned."""
+        pid, host, started, heartbeat = row
+        if pid is None:
+            return None
+        if host == self._host:
+            if not _pid_alive(int(pid), started):
+                return None
+        elif heartbeat is not None and time.time() - heartbeat > LOCK_STALE_AFTER:
+            return None
+        return f"process {pid} on {host}"
+
+    def _hold(self, run_id: str) -> None:
+        """Keep the heartbeat of a run this process now drives fresh, from a daemon thread."""
+        with self._lock:
+            self._held.add(run_id)
+            if self._beat_stop is None:
+                self._beat_stop = threading.Event()
+                threading.Thread(
+                    target=self._beat, args=(self._beat_stop,), name="dagexec-heartbeat", daemon=True
+                ).start()
+
+    def _release(self, run_id: str) -> None:
+        with self._lock:
+            self._held.discard(run_id)
+            if not self._held and self._beat_stop is not None:
+                self._beat_stop.set()
+                self._beat_stop = None
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_EVERY):
+            try:
+                with self._tx("refresh the run lock in") as conn:
+                    now = time.time()
+                    conn.executemany(
+                        "UPDATE runs SET lock_heartbeat = ? WHERE run_id = ? AND lock_pid = ? AND lock_host = ?",
+                        [(now, r, self._pid, self._host) for r in self._held],
+                    )
+            except Exception as exc:  # the next step's write reports a broken file; keep beating
+                log.debug("heartbeat of %s failed: %s", self.path, exc)
+
+    def resume_run(self, run_id: str) -> tuple[RunInfo, dict[str, TaskRecord], Mapping[str, Sequence[str]]]:
+        now = time.time()
+        with self._tx("resume a run in", "BEGIN IMMEDIATE") as conn:
+            row = conn.execute(
+                "SELECT lock_pid, lock_host, lock_started, lock_heartbeat, status, finished_at, counts "
+                "FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise self._not_found(run_id)
+            holder = self._holder(row[:4])
+            if holder is not None:
+                raise RunLockedError(
+                    f"run {run_id} is being driven by {holder} (pid {row[0]}); wait for it to finish or "
+                    f"stop it (kill {row[0]}), then resume again"
+                )
+            # Read everything before taking the lock: a file found corrupt meanwhile is left as it was.
+            info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
+            records, fingerprint = self._load(run_id, want_deps=True)
+            conn.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, lock_pid = ?, lock_host = ?, "
+                "lock_started = ?, lock_heartbeat = ? WHERE run_id = ?",
+                (self._pid, self._host, self._started, now, run_id),
+            )
+        self._hold(run_id)
+        self._before_resume[run_id] = (row[4], row[5], row[6])
+        return attrs.evolve(info, status="running"), records, fingerprint
+
+    def add_tasks(self, run_id: str, task_names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> None:
+        if not task_names:
+            return
+        with self._tx("add tasks to") as conn:
+            base = conn.execute("SELECT coalesce(max(seq), -1) + 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()[0]
+            cur = conn.executemany(
+                _INSERT_TASK,
+                [(run_id, n, base + k, json.dumps(list(deps.get(n, ())))) for k, n in enumerate(task_names)],
+            )
+            if cur.rowcount > 0:
+                conn.execute("UPDATE runs SET task_count = task_count + ? WHERE run_id = ?", (cur.rowcount, run_id))
+
+    def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
+        """One scheduler step in one transaction: task records and their transition log together."""
+        now = time.time()
+        updates = [(state, att, st, fin, out, err, run_id, name) for name, state, att, st, fin, out, err in rows]
+        entries = [(run_id, name, state, att, now, err) for name, state, att, _st, _fin, _out, err in rows]
+        with self._tx("write to") as conn:
+            self._before_resume.pop(run_id, None)
+            cur = conn.executemany(_UPDATE_TASK, updates)
+            if cur.rowcount != len(rows):
+                self._insert_missing(conn, run_id, rows)
+            conn.executemany(_INSERT_TRANSITION, entries)
+
+    def _insert_missing(self, conn: sqlite3.Connection, run_id: str, rows: Sequence[RecordRow]) -> None:
+        """Rows for tasks the file does not know yet (a storage shared by an older run): add them."""
+        names = {r[0] for r in rows}
+        known = {
+            r[0]
+            for r in conn.execute(
+                f"SELECT name FROM tasks WHERE run_id = ? AND name IN ({','.join('?' * len(names))})",
+                (run_id, *names),
+            )
+        }
+        base = conn.execute("SELECT coalesce(max(seq), -1) + 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()[0]
+        for k, (name, state, att, st, fin, out, err) in enumerate(r for r in rows if r[0] not in known):
+            conn.execute(_INSERT_TASK, (run_id, name, base + k, "[]"))
+            conn.execute(_UPDATE_TASK, (state, att, st, fin, out, err, run_id, name))
+            known.add(name)
+
+    def finish_run(self, run_id: str, status: str, finished_at: float, counts: Mapping[str, int]) -> None:
+        values: tuple[Any, Any, Any] = (status, finished_at, json.dumps(dict(counts)))
+        before = self._before_resume.pop(run_id, None)
+        if before is not None and status == "crashed":
+            values = before  # a resume that failed before writing anything (DAG changed...) leaves the run as it was
+        with self._tx("finish a run in") as conn:
+            conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, counts = ?, lock_pid = NULL, lock_host = NULL, "
+                "lock_started = NULL, lock_heartbeat = NULL WHERE run_id = ? AND (lock_pid IS NULL OR "
+                "(lock_pid = ? AND lock_host = ?))",
+                (*values, run_id, self._pid, self._host),
+            )
+        self._release(run_id)
+
+    # -- reading -----------------------------------------------------------------
+
+    _RUN_COLUMNS = (
+        "run_id, dag_name, status, started_at, finished_at, task_count, counts, trace_id, meta, dag_file, "
+        "lock_pid, lock_host, lock_started, lock_heartbeat"
+    )
+
+    def _run_info(self, row: Sequence[Any], with_counts: bool = True) -> RunInfo:
+        run_id, dag_name, status, started, finished, task_count, counts, trace_id, meta, dag_file = row[:10]
+        if status == "running" and self._holder(row[10:]) is None:
+            status = "crashed"  # its driver died without finishing it: resumable
+        if not with_counts:
+            counts_map: dict[str, int] = {}
+        elif counts is None or status in ("running", "crashed"):
+            counts_map = dict(
+                self._query("SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state", (run_id,))
+            )
+        else:
+            counts_map = json.loads(counts)
+        meta_map = json.loads(meta) if meta else {}
+        if dag_file:
+            meta_map["dag_file"] = dag_file
+        return RunInfo(
+            run_id=run_id, dag_name=dag_name, status=status, started_at=started, finished_at=finished,
+            task_count=task_count or 0, counts=counts_map, trace_id=trace_id, meta=meta_map,
+        )
+
+    def list_runs(self, limit: int = 20) -> list[RunInfo]:
+        rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
+        return [self._run_info(r) for r in rows]
+
+    def get_run(self, run_id: str, counts: bool = True) -> RunInfo:
+        rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise self._not_found(run_id)
+        return self._run_info(rows[0], counts)
+
+    def _not_found(self, run_id: str) -> RunNotFoundError:
+        return RunNotFoundError(
+            f"no run {run_id!r} in state file {str(self.path)!r}; `dagexec runs` lists the runs it holds"
+        )
+
+    def load_records(self, run_id: str) -> dict[str, TaskRecord]:
+        self.get_run(run_id)
+        return self._load(run_id, want_deps=False)[0]
+
+    def _load(self, run_id: str, want_deps: bool) -> tuple[dict[str, TaskRecord], dict[str, list[str]]]:
+        """Every record of a run in one query, outputs decoded (never unpickled)."""
+        # The fingerprint only matters for completed tasks (the engine checks that their
+        # dependencies did not change), so only theirs is read.
+        deps_column = "CASE WHEN state = 'completed' THEN deps END" if want_deps else "NULL"
+        rows = self._query(
+            f"SELECT name, state, attempts, error, started_at, finished_at, output, {deps_column} FROM tasks "
+            "WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        )
+        loads = self.serializer.loads
+        records: dict[str, TaskRecord] = {}
+        fingerprint: dict[str, list[str]] = {}
+        decoded: dict[str, list[str]] = {}  # many tasks share their dependencies' text
+        completed = TaskState.COMPLETED
+        for name, state, attempts, error, started, finished, output, deps in rows:
+            st = _STATES[state]
+            value = None
+            if st is completed and output is not None:
+                try:
+                    value = loads(output)
+                except ValueError as exc:
+                    raise StateFileError(
+                        f"the stored output of task {name!r} in run {run_id} cannot be decoded ({exc}); "
+                        f"was it written with another serializer= ?"
+                    ) from exc
+            records[name] = TaskRecord(name, st, attempts, error, started, finished, value)
+            if deps is not None:
+                found = decoded.get(deps)
+                if found is None:
+                    found = decoded[deps] = json.loads(deps)
+                fingerprint[name] = found
+        return records, fingerprint
+
+    def transitions(self, run_id: str) -> list[dict[str, Any]]:
+        """The append-only log of a run's state changes, oldest first (for timelines)."""
+        rows = self._query(
+            "SELECT task, state, attempts, at, error FROM transitions WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [{"task": t, "state": s, "attempts": a, "at": at, "error": e} for t, s, a, at, e in rows]
+
+    # -- per-task state and run metadata ------------------------------------------
+
+    def load_task_state(self, dag_name: str, task_name: str) -> Any:
+        rows = self._query("SELECT value FROM task_state WHERE dag_name = ? AND task = ?", (dag_name, task_name))
+        return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def save_task_state(self, dag_name: str, task_name: str, value: Any) -> None:
+        text = _dumps(value, f"the state of task {task_name!r}")
+        with self._tx("save task state in") as conn:
+            conn.execute(
+                "INSERT INTO task_state (dag_name, task, value, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (dag_name, task) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (dag_name, task_name, text, time.time()),
+            )
+
+    def get_meta(self, run_id: str, key: str) -> Any:
+        rows = self._query("SELECT value FROM run_meta WHERE run_id = ? AND key = ?", (run_id, key))
+        return json.loads(rows[0][0]) if rows else None
+
+    def put_meta(self, run_id: str, key: str, value: Any) -> None:
+        text = _dumps(value, f"run metadata {key!r}")
+        with self._tx("save run metadata in") as conn:
+            conn.execute(
+                "INSERT INTO run_meta (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                (run_id, key, text),
+            )
+
+    # -- dead letters ---------------------------------------------------------------
+
+    def dead_letter_queue(self) -> SqliteDeadLetterQueue:
+        """The dead-letter queue kept in this file (the ``deadletter`` plugin asks for it)."""
+        return SqliteDeadLetterQueue(self)
+
+    def close(self) -> None:
+        with self._lock:
+            for run_id in list(self._held):
+                self._release(run_id)
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __repr__(self) -> str:
+        return f"<SqliteStorage {str(self.path)!r} durability={self.durability}>"
+
+
+_DL_COLUMNS = "id, run_id, dag_name, task, attempts, error_type, message, traceback, created_at, trace_id"
+
+
+class SqliteDeadLetterQueue:
+    """`DeadLetterQueue` in the ``dead_letters`` table of a state file."""
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self.storage = storage
+
+    def push(self, entry: DeadLetter) -> str:
+        with self.storage._tx("record a dead letter in") as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO dead_letters ({_DL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.id, entry.run_id, entry.dag_name, entry.task, entry.attempts, entry.error_type,
+                    entry.message, entry.traceback, entry.created_at, entry.trace_id,
+                ),
+            )
+        return entry.id
+
+    def list(self, run_id: str | None = None) -> list[DeadLetter]:
+        if run_id is None:
+            rows = self.storage._query(f"SELECT {_DL_COLUMNS} FROM dead_letters ORDER BY created_at")
+        else:
+            rows = self.storage._query(
+                f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE run_id = ? ORDER BY created_at", (run_id,)
+            )
+        return [DeadLetter(*r) for r in rows]
+
+    def get(self, entry_id: str) -> DeadLetter:
+        rows = self.storage._query(f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE id = ?", (entry_id,))
+        if not rows:
+            raise KeyError(
+                f"no dead letter {entry_id!r} in {str(self.storage.path)!r}; `dagexec dlq list` shows the entries"
+            )
+        return DeadLetter(*rows[0])
+
+    def remove(self, entry_id: str) -> None:
+        with self.storage._tx("remove a dead letter from") as conn:
+            conn.execute("DELETE FROM dead_letters WHERE id = ?", (entry_id,))
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{what} is a {type(value).__module__}.{type(value).__qualname__}, which cannot be stored as JSON "
+            f"({exc}); keep it to plain data (dict, list, str, numbers, bool, None)"
+        ) from exc
+
+
+# ---------------------------------------------------------------------------
+# hooks
+# ---------------------------------------------------------------------------
+
+
+def open_storage(config: Config, *, create: bool = True) -> SqliteStorage:
+    """The state file named by ``config`` (``state``, ``durability``, ``serializer``)."""
+    state = str(config.getoption("state"))
+    path = Path(state)
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    return SqliteStorage(
+        path,
+        str(config.getoption("durability") or "normal"),
+        serializer=config.getoption("serializer"),
+        dag_file=str(config.dag_path.resolve()) if config.dag_path else None,
+        create=create and config.getoption("create_state", True) is not False,
+    )
+
+
+@hookimpl(trylast=True)
+def dagexec_storage(config: Config) -> SqliteStorage | None:
+    state = config.getoption("state")
+    if not config.getoption("persist") or not state or state == ":memory:":
+        return None
+    storage = open_storage(config)
+    config.stash.setdefault("dagexec.sqlite.opened", []).append(storage)
+    return storage
+
+
+@hookimpl
+def dagexec_addoption(parser: Any) -> None:
+    parser.add_argument(
+        "--durability", choices=tuple(DURABILITY), default=None,
+        help="fast, normal (default: survives a killed process) or durable (survives power loss)",
+    )
+
+
+@hookimpl
+def dagexec_unconfigure(config: Config) -> None:
+    for storage in config.stash.pop("dagexec.sqlite.opened", []):
+        storage.close()

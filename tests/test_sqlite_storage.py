@@ -1,0 +1,878 @@
+"""The SQLite storage: real state files in tmp_path, real second processes, real read-only directories."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dagexec_core import (
+    Dag,
+    DagChangedError,
+    RetryPolicy,
+    RunLockedError,
+    StateFileError,
+    TaskState,
+    hookimpl,
+    run,
+)
+from dagexec_core.errors import RunNotFoundError, UsageError
+from dagexec_core.stages import RunInfo
+from dagexec_plugins.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteStorage
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def sha(path: Path) -> str:
+    """The file and its write-ahead log: a write in WAL mode lands in the log first."""
+    digest = hashlib.sha256(path.read_bytes())
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        digest.update(wal.read_bytes())
+    return digest.hexdigest()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+        "DAGEXEC_DISABLE_PLUGIN_AUTOLOAD": "1",
+        **extra,
+    }
+
+
+def simple_dag(calls: list[str] | None = None) -> Dag:
+    dag = Dag("etl")
+    seen = calls if calls is not None else []
+
+    @dag.task
+    def extract() -> list[int]:
+        seen.append("extract")
+        return [1, 2, 3]
+
+    @dag.task(deps=["extract"])
+    def transform(extract: list[int]) -> list[int]:
+        seen.append("transform")
+        return [x * 2 for x in extract]
+
+    @dag.task(deps=["transform"])
+    async def load(transform: list[int]) -> int:
+        seen.append("load")
+        return sum(transform)
+
+    return dag
+
+
+# -- the file ------------------------------------------------------------------
+
+
+def test_run_persists_by_default_to_dagexec_state_db_in_the_working_directory(tmp_path: Path) -> None:
+    report = run(simple_dag())
+    db = tmp_path / ".dagexec" / "state.db"
+    assert report.ok and db.is_file()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(SCHEMA_VERSION,)]
+    rows = dict(conn.execute("SELECT name, output FROM tasks WHERE run_id = ?", (report.run_id,)).fetchall())
+    assert rows == {"extract": "[1,2,3]", "transform": "[2,4,6]", "load": "12"}
+    status, dag_file = conn.execute("SELECT status, dag_file FROM runs").fetchone()
+    assert status == "completed" and dag_file == str(Path(__file__).resolve())
+
+
+def test_persist_false_and_memory_state_write_no_file(tmp_path: Path) -> None:
+    assert run(simple_dag(), persist=False).ok
+    assert run(simple_dag(), state=":memory:").ok
+    assert not (tmp_path / ".dagexec").exists()
+
+
+def test_an_empty_file_becomes_a_state_file(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    db.touch()
+    assert run(simple_dag(), state=str(db)).ok
+    assert sqlite3.connect(db).execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is a CSV file,not a database\n" * 100, b"SQLite format 3\x00" + os.urandom(4080)],
+    ids=["not-sqlite", "garbage-after-header"],
+)
+def test_corrupt_file_is_refused_with_a_clear_error_and_never_modified(tmp_path: Path, content: bytes) -> None:
+    db = tmp_path / "state.db"
+    db.write_bytes(content)
+    before = sha(db)
+    with pytest.raises(StateFileError, match="not a dagexec state file") as exc:
+        run(simple_dag(), state=str(db))
+    assert str(db) in str(exc.value)
+    assert sha(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
+
+
+@pytest.mark.parametrize("tables", [["people"], ["runs", "tasks"]], ids=["other-app", "same-table-names"])
+def test_foreign_sqlite_file_is_refused_and_never_modified(tmp_path: Path, tables: list[str]) -> None:
+    db = tmp_path / "app.db"
+    conn = sqlite3.connect(db)
+    for t in tables:
+        conn.execute(f"CREATE TABLE {t} (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute(f"INSERT INTO {t} (name) VALUES ('x')")
+    conn.commit()
+    conn.close()
+    before = sha(db)
+    with pytest.raises(StateFileError, match="another application") as exc:
+        run(simple_dag(), state=str(db))
+    assert tables[0] in str(exc.value)
+    assert sha(db) == before
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_state_file_from_a_newer_schema_is_refused_and_never_modified(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    run(simple_dag(), state=str(db))
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    before = sha(db)
+    with pytest.raises(StateFileError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
+        run(simple_dag(), state=str(db))
+    assert sha(db) == before
+
+
+def test_state_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "somedir").mkdir()
+    with pytest.raises(StateFileError, match="is a directory"):
+        run(simple_dag(), state=str(tmp_path / "somedir"))
+
+
+@pytest.mark.parametrize(("mode", "level"), [("fast", 0), ("normal", 1), ("durable", 2)])
+def test_durability_mode_sets_synchronous(tmp_path: Path, mode: str, level: int) -> None:
+    storage = SqliteStorage(tmp_path / "s.db", mode)
+    try:
+        assert storage.conn.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert storage.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        storage.close()
+
+
+def test_unknown_durability_names_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="fast, normal, durable"):
+        run(simple_dag(), state=str(tmp_path / "s.db"), durability="paranoid")
+
+
+# -- read-only directory and full disk ---------------------------------------------
+
+
+READ_ONLY_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from dagexec_core import Dag, StateFileError, run
+
+    dag = Dag("ro")
+    dag.add("a", lambda: 1)
+    try:
+        run(dag, state=sys.argv[1])
+    except StateFileError as exc:
+        print("StateFileError:", exc)
+        sys.exit(3)
+    print("ran")
+    """
+)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
+    """A directory whose write bit the test's processes respect.
+
+    Root writes anywhere, so as root the processes run without the capabilities
+    that bypass file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH).
+    """
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: cannot make a directory read-only for the test")
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+    base = tmp_path / "rotest"
+    base.mkdir()
+    try:
+        yield base, prefix
+    finally:
+        for p in (base, *base.rglob("*")):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_read_only_directory_gives_a_clear_error(readonly_dir: tuple[Path, list[str]]) -> None:
+    base, prefix = readonly_dir
+    script = base / "ro_dag.py"
+    script.write_text(READ_ONLY_SCRIPT)
+    ro = base / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    proc = subprocess.run(
+        [*prefix, sys.executable, str(script), str(ro / ".dagexec" / "state.db")],
+        env=child_env(), capture_output=True, text=True, cwd=base,
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "StateFileError: cannot create the directory of state file" in proc.stdout
+    assert "--no-persist" in proc.stdout
+    assert not (ro / ".dagexec").exists()
+
+
+def test_existing_state_file_in_a_read_only_directory_gives_a_clear_error_and_is_untouched(
+    readonly_dir: tuple[Path, list[str]],
+) -> None:
+    base, prefix = readonly_dir
+    script = base / "ro_dag.py"
+    script.write_text(READ_ONLY_SCRIPT)
+    ro = base / "ro"
+    ro.mkdir()
+    db = ro / "state.db"
+    storage = SqliteStorage(db)
+    storage.create_run(RunInfo("r1", "ro", "running", 1.0), ["a"], {"a": []})
+    storage.close()
+    (ro / "state.db-wal").unlink(missing_ok=True)
+    (ro / "state.db-shm").unlink(missing_ok=True)
+    before = sha(db)
+    db.chmod(0o444)
+    ro.chmod(0o555)
+    proc = subprocess.run(
+        [*prefix, sys.executable, str(script), str(db)], env=child_env(), capture_output=True, text=True, cwd=base
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "StateFileError: cannot" in proc.stdout and str(db) in proc.stdout
+    assert sha(db) == before
+
+
+def test_full_disk_rolls_back_the_whole_step_and_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    storage = SqliteStorage(db)
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), ["a", "b"], {"a": [], "b": ["a"]})
+    pages = storage.conn.execute("PRAGMA page_count").fetchone()[0]
+    # SQLite reports SQLITE_FULL when the file may not grow: a real full disk, scaled down
+    storage.conn.execute(f"PRAGMA max_page_count = {pages}")
+    big = json.dumps("x" * 200_000)
+    with pytest.raises(StateFileError, match="full.*rolled back"):
+        storage.write("r1", [("b", "running", 1, 2.0, None, None, None), ("a", "completed", 1, 1.0, 2.0, big, None)])
+    storage.close()
+    check = SqliteStorage(db)
+    records = check.load_records("r1")
+    assert {n: r.state for n, r in records.items()} == {"a": TaskState.PENDING, "b": TaskState.PENDING}
+    assert check.transitions("r1") == []
+    check.close()
+
+
+def test_full_disk_during_a_run_surfaces_as_state_file_error(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+
+    class TinyDisk:
+        @hookimpl
+        def dagexec_storage(self, config: Any) -> SqliteStorage:
+            storage = SqliteStorage(db)
+            pages = storage.conn.execute("PRAGMA page_count").fetchone()[0]
+            storage.conn.execute(f"PRAGMA max_page_count = {pages + 8}")
+            return storage
+
+    dag = Dag("big")
+    dag.add("small", lambda: 1)
+    dag.add("huge", lambda: "y" * 500_000, deps=["small"])
+    dag.add("after", lambda huge: len(huge), deps=["huge"])
+    with pytest.raises(StateFileError, match="full"):
+        run(dag, plugins=[TinyDisk()])
+    records = SqliteStorage(db).load_records(SqliteStorage(db).list_runs()[0].run_id)
+    assert records["small"].state is TaskState.COMPLETED
+    assert records["huge"].state is TaskState.RUNNING  # its COMPLETED step never landed: resumable
+    assert records["after"].state is TaskState.PENDING
+
+
+# -- outputs -------------------------------------------------------------------
+
+
+def test_unserialisable_output_fails_that_task_naming_the_type_and_the_run_goes_on(tmp_path: Path) -> None:
+    dag = Dag("mixed")
+    dag.add("ok", lambda: {"a": 1})
+    dag.add("bad", lambda: {1, 2, 3})
+    dag.add("after_bad", lambda bad: 1, deps=["bad"])
+    dag.add("after_ok", lambda ok: ok["a"] + 1, deps=["ok"])
+    report = run(dag, state=str(tmp_path / "s.db"))
+    assert not report.ok
+    assert report.outputs == {"ok": {"a": 1}, "after_ok": 2}
+    assert report.failed == ["bad"]
+    assert "builtins.set" in (report.records["bad"].error or "") and "'bad'" in (report.records["bad"].error or "")
+    assert report.records["after_bad"].state is TaskState.SKIPPED
+    stored = SqliteStorage(tmp_path / "s.db").load_records(report.run_id)
+    assert stored["bad"].state is TaskState.DEAD_LETTERED and "builtins.set" in (stored["bad"].error or "")
+    assert stored["after_ok"].output == 2
+
+
+def test_outputs_are_json_and_nothing_is_unpickled(tmp_path: Path) -> None:
+    import pickle
+
+    db = tmp_path / "s.db"
+    report = run(simple_dag(), state=str(db))
+    conn = sqlite3.connect(db)
+    # a planted pickle is returned as the text it is, never loaded
+    conn.execute(
+        "UPDATE tasks SET output = ? WHERE name = 'load'", (json.dumps(pickle.dumps(print).hex()),)
+    )
+    conn.commit()
+    records = SqliteStorage(db).load_records(report.run_id)
+    assert records["load"].output == pickle.dumps(print).hex()
+    assert records["extract"].output == [1, 2, 3]
+
+
+# -- ordering ----------------------------------------------------------------------
+
+
+def test_task_is_durable_running_before_its_body_and_completed_before_dependents(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    seen: dict[str, Any] = {}
+
+    def peek(name: str) -> tuple[str, int, str | None]:
+        conn = sqlite3.connect(db)  # another connection: sees only committed data
+        try:
+            return conn.execute("SELECT state, attempts, output FROM tasks WHERE name = ?", (name,)).fetchone()
+        finally:
+            conn.close()
+
+    dag = Dag("order")
+
+    @dag.task
+    def first() -> str:
+        seen["first"] = peek("first")
+        return "one"
+
+    @dag.task(deps=["first"])
+    async def second(first: str) -> str:
+        seen["second"] = peek("second")
+        seen["first_from_second"] = peek("first")
+        return first + "two"
+
+    assert run(dag, state=str(db)).ok
+    assert seen["first"] == ("running", 1, None)
+    assert seen["second"] == ("running", 1, None)
+    assert seen["first_from_second"] == ("completed", 1, '"one"')
+
+
+def test_transition_log_records_every_state_change_in_order(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    dag = Dag("flaky")
+    calls: list[int] = []
+
+    @dag.task(retry=RetryPolicy(max_attempts=3, base=0))
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) < 2:
+            raise ValueError("first time fails")
+        return 1
+
+    report = run(dag, state=str(db))
+    log = SqliteStorage(db).transitions(report.run_id)
+    assert [(e["task"], e["state"], e["attempts"]) for e in log] == [
+        ("flaky", "running", 1),
+        ("flaky", "retrying", 1),
+        ("flaky", "running", 2),
+        ("flaky", "completed", 2),
+    ]
+    assert "first time fails" in (log[1]["error"] or "")
+    assert [e["at"] for e in log] == sorted(e["at"] for e in log)
+
+
+# -- resume ------------------------------------------------------------------------
+
+
+def test_resume_reruns_nothing_completed_and_hands_reloaded_outputs_to_new_work(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    broken = tmp_path / "broken"
+    broken.touch()
+    calls: list[str] = []
+    dag = Dag("etl")
+
+    @dag.task
+    def extract() -> list[int]:
+        calls.append("extract")
+        return [1, 2, 3]
+
+    @dag.task(deps=["extract"])
+    def transform(extract: list[int]) -> list[int]:
+        calls.append("transform")
+        if broken.exists():
+            raise RuntimeError("upstream down")
+        return [x * 10 for x in extract]
+
+    @dag.task(deps=["transform"])
+    def load(transform: list[int]) -> int:
+        calls.append("load")
+        return sum(transform)
+
+    first = run(dag, state=str(db))
+    assert first.failed == ["transform"] and first.records["load"].state is TaskState.SKIPPED
+    broken.unlink()
+    calls.clear()
+    again = run(dag, state=str(db), resume=first.run_id, replay=["transform"])
+    assert again.run_id == first.run_id and again.ok
+    assert calls == ["transform", "load"]
+    assert again.outputs == {"extract": [1, 2, 3], "transform": [10, 20, 30], "load": 60}
+    runs = SqliteStorage(db).list_runs()
+    assert [(r.run_id, r.status) for r in runs] == [(first.run_id, "completed")]
+    assert runs[0].counts == {"completed": 3}
+
+
+def test_resume_runs_tasks_added_to_the_dag_since(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    calls: list[str] = []
+    first = run(simple_dag(calls), state=str(db))
+    calls.clear()
+    dag = simple_dag(calls)
+    dag.add("report", lambda load: f"total {load}", deps=["load"])
+    again = run(dag, state=str(db), resume=first.run_id)
+    assert calls == [] and again.outputs["report"] == "total 12"
+    assert SqliteStorage(db).get_run(first.run_id).task_count == 4
+
+
+def test_resume_after_an_incompatible_change_names_the_task(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    first = run(simple_dag(), state=str(db))
+    stored = SqliteStorage(db).get_run(first.run_id)
+    dag = Dag("etl")
+    dag.add("extract", lambda: [1])
+    dag.add("transform", lambda: [2])  # no longer depends on extract
+    with pytest.raises(DagChangedError, match="'transform'"):
+        run(dag, state=str(db), resume=first.run_id)
+    # the refused resume left the run as it was, and unlocked
+    info = SqliteStorage(db).get_run(first.run_id)
+    assert (info.status, info.finished_at, dict(info.counts)) == ("completed", stored.finished_at, {"completed": 3})
+    assert run(simple_dag(), state=str(db), resume=first.run_id).ok
+
+
+def test_resume_of_an_unknown_run_says_where_it_looked(tmp_path: Path) -> None:
+    run(simple_dag(), state=str(tmp_path / "s.db"))
+    with pytest.raises(RunNotFoundError, match="no run 'nope'.*dagexec runs"):
+        run(simple_dag(), state=str(tmp_path / "s.db"), resume="nope")
+
+
+# -- one driver per run --------------------------------------------------------------
+
+LOCK_DAG = textwrap.dedent(
+    """
+    import os, sys
+    from dagexec_core import Dag, run
+
+    dag = Dag("locked")
+
+    @dag.task(retry=3)
+    def hold(ctx):
+        gate = os.environ.get("GATE")
+        if gate:
+            print(ctx.run_id, flush=True)
+            with open(gate) as f:  # a FIFO: blocks until the test opens it for writing
+                f.read()
+        return "held"
+
+    @dag.task(deps=["hold"])
+    def after(hold):
+        return hold + " then after"
+
+    if __name__ == "__main__":
+        sys.exit(0 if run(dag, state=os.environ["STATE"], signals=False).ok else 1)
+    """
+)
+
+
+@pytest.fixture
+def lock_dag(tmp_path: Path) -> tuple[Path, Path, Dag]:
+    path = tmp_path / "lock_dag.py"
+    path.write_text(LOCK_DAG)
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lock_dag", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, gate, module.dag
+
+
+def start_holder(path: Path, gate: Path, db: Path) -> tuple[subprocess.Popen[str], str]:
+    child = subprocess.Popen(
+        [sys.executable, str(path)], env=child_env(GATE=str(gate), STATE=str(db)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None
+    run_id = child.stdout.readline().strip()  # printed from inside the task: the run is locked by now
+    assert run_id, child.stderr.read() if child.stderr else ""
+    return child, run_id
+
+
+def test_second_process_on_a_running_run_gets_run_locked_error_naming_the_holder(
+    tmp_path: Path, lock_dag: tuple[Path, Path, Dag]
+) -> None:
+    path, gate, dag = lock_dag
+    db = tmp_path / "s.db"
+    child, run_id = start_holder(path, gate, db)
+    try:
+        with pytest.raises(RunLockedError, match=f"run {run_id} is being driven by process {child.pid} on "):
+            run(dag, state=str(db), resume=run_id)
+        assert SqliteStorage(db).get_run(run_id).status == "running"
+    finally:
+        with open(gate, "w") as f:
+            f.write("go")
+        assert child.wait(timeout=60) == 0
+    report = run(dag, state=str(db), resume=run_id)  # the lock went with the holder
+    assert report.ok and report.outputs["after"] == "held then after"
+
+
+def test_a_killed_holder_does_not_block_resume(tmp_path: Path, lock_dag: tuple[Path, Path, Dag]) -> None:
+    path, gate, dag = lock_dag
+    db = tmp_path / "s.db"
+    child, run_id = start_holder(path, gate, db)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    assert SqliteStorage(db).get_run(run_id).status == "crashed"
+    report = run(dag, state=str(db), resume=run_id)
+    assert report.ok
+    # the interrupted attempt counted: 'hold' ran again as attempt 2
+    assert report.records["hold"].attempts == 2
+    assert report.outputs["after"] == "held then after"
+
+
+def test_task_interrupted_on_its_last_attempt_is_failed_on_resume(
+    tmp_path: Path, lock_dag: tuple[Path, Path, Dag]
+) -> None:
+    path, gate, dag = lock_dag
+    db = tmp_path / "s.db"
+    no_retry = Dag("locked")
+    no_retry.add("hold", dag["hold"].fn)
+    no_retry.add("after", dag["after"].fn, deps=["hold"])
+    child, run_id = start_holder(path, gate, db)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    # the stored run used retry=3 and got 1 attempt; run it with a 1-attempt policy now
+    report = run(no_retry, state=str(db), resume=run_id)
+    assert report.records["hold"].state is TaskState.DEAD_LETTERED
+    assert f"interrupted on its last attempt (1) when the process driving run {run_id} died" in (
+        report.records["hold"].error or ""
+    )
+    assert report.records["after"].state is TaskState.SKIPPED
+    entries = SqliteStorage(db).dead_letter_queue().list(run_id)
+    assert [(e.task, e.error_type) for e in entries] == [("hold", "dagexec_core.errors.TaskInterruptedError")]
+
+
+MAP_DAG = textwrap.dedent(
+    """
+    import os, sys
+    from dagexec_core import Dag, run
+
+    dag = Dag("mapped")
+
+    @dag.task
+    def items():
+        return [1, 2, 3, 4]
+
+    def square(item, ctx):
+        if item == 3 and os.environ.get("GATE"):
+            print(ctx.run_id, flush=True)
+            with open(os.environ["GATE"]) as f:
+                f.read()
+        return item * item
+
+    dag.map(square, over="items", name="squares")
+
+    @dag.task(deps=["squares"])
+    def total(squares):
+        return sum(squares)
+
+    if __name__ == "__main__":
+        run(dag, state=os.environ["STATE"], signals=False)
+    """
+)
+
+
+def test_crash_while_mapped_elements_run_resumes_the_map_reusing_completed_elements(tmp_path: Path) -> None:
+    path = tmp_path / "map_dag.py"
+    path.write_text(MAP_DAG)
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    db = tmp_path / "s.db"
+    child, run_id = start_holder(path, gate, db)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    stored = SqliteStorage(db).load_records(run_id)
+    assert stored["squares"].state is TaskState.RUNNING and stored["squares[2]"].state is TaskState.RUNNING
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("map_dag", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = run(module.dag, state=str(db), resume=run_id)
+    assert report.ok, report.records
+    assert report.outputs["squares"] == [1, 4, 9, 16] and report.outputs["total"] == 30
+
+
+# -- per-task state, meta, dead letters ------------------------------------------------------
+
+
+def test_ctx_state_is_saved_from_worker_threads_and_kept_across_runs(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    dag = Dag("counters")
+    for k in range(40):
+
+        def bump(ctx: Any) -> int:
+            current = ctx.state or {"n": 0}
+            ctx.state = {"n": current["n"] + 1}
+            return int(ctx.state["n"])
+
+        dag.add(f"c{k}", bump)
+    first = run(dag, state=str(db), concurrency=16)
+    assert set(first.outputs.values()) == {1}
+    second = run(dag, state=str(db), concurrency=16)
+    assert set(second.outputs.values()) == {2}
+
+
+def test_unserialisable_ctx_state_fails_the_task_naming_the_type(tmp_path: Path) -> None:
+    dag = Dag("st")
+
+    @dag.task
+    def keep(ctx: Any) -> None:
+        ctx.state = threading.Lock()
+
+    report = run(dag, state=str(tmp_path / "s.db"))
+    assert "_thread.lock" in (report.records["keep"].error or "")
+
+
+def test_meta_round_trips_as_json(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "s.db")
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), ["a"], {"a": []})
+    storage.put_meta("r1", "breaker:db", {"state": "open", "failures": 3})
+    storage.put_meta("r1", "breaker:db", {"state": "closed", "failures": 0})
+    assert storage.get_meta("r1", "breaker:db") == {"state": "closed", "failures": 0}
+    assert storage.get_meta("r1", "missing") is None
+    storage.close()
+
+
+def test_dead_letters_live_in_the_state_file(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    dag = Dag("dl")
+
+    @dag.task(retry=RetryPolicy(max_attempts=2, base=0))
+    def always_fails() -> None:
+        raise ConnectionError("service unreachable")
+
+    report = run(dag, state=str(db))
+    storage = SqliteStorage(db)
+    entries = storage.dead_letter_queue().list(report.run_id)
+    assert len(entries) == 1
+    entry = entries[0]
+    assert (entry.task, entry.attempts, entry.error_type) == ("always_fails", 2, "builtins.ConnectionError")
+    assert entry.message == "service unreachable" and "ConnectionError" in entry.traceback
+    assert storage.dead_letter_queue().get(entry.id) == entry
+    storage.dead_letter_queue().remove(entry.id)
+    assert storage.dead_letter_queue().list() == []
+    with pytest.raises(KeyError, match="dagexec dlq list"):
+        storage.dead_letter_queue().get(entry.id)
+
+
+def test_write_is_one_transaction_per_call(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "s.db")
+    names = [f"t{i}" for i in range(500)]
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), names, {n: [] for n in names})
+    before = storage.conn.total_changes
+    commits: list[str] = []
+    storage.conn.set_trace_callback(commits.append)
+    storage.write("r1", [(n, "running", 1, 1.0, None, None, None) for n in names])
+    storage.conn.set_trace_callback(None)
+    assert [s for s in commits if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
+    assert storage.conn.total_changes - before == 2 * len(names)  # a record and a log entry per row
+    storage.close()
+
+
+def test_a_cancelled_run_is_resumable_from_the_state_file(tmp_path: Path) -> None:
+    from dagexec_core import RunHandle
+
+    db = tmp_path / "s.db"
+    handle = RunHandle()
+    calls: list[str] = []
+    dag = Dag("cancel")
+
+    @dag.task
+    def first() -> int:
+        calls.append("first")
+        return 1
+
+    @dag.task(deps=["first"])
+    async def second(first: int) -> int:
+        calls.append("second")
+        if len(calls) == 2:
+            handle.cancel(grace_period=0)  # cancels this very task
+            import asyncio
+
+            await asyncio.Event().wait()
+        return first + 1
+
+    @dag.task(deps=["second"])
+    def third(second: int) -> int:
+        calls.append("third")
+        return second + 1
+
+    report = run(dag, state=str(db), handle=handle)
+    assert report.status == "cancelled"
+    stored = SqliteStorage(db).load_records(report.run_id)
+    assert [stored[n].state.value for n in ("first", "second", "third")] == ["completed", "cancelled", "pending"]
+    assert SqliteStorage(db).get_run(report.run_id).status == "cancelled"
+    again = run(dag, state=str(db), resume=report.run_id)
+    assert again.ok and again.outputs["third"] == 3
+    assert calls == ["first", "second", "second", "third"]
+
+
+def _lock_run(db: Path, **lock: Any) -> str:
+    storage = SqliteStorage(db)
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), ["a"], {"a": []})
+    storage.close()
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE runs SET lock_pid = :pid, lock_host = :host, lock_started = :started, lock_heartbeat = :heartbeat",
+        lock,
+    )
+    conn.commit()
+    conn.close()
+    return "r1"
+
+
+def test_lock_from_another_host_blocks_while_its_heartbeat_is_fresh(tmp_path: Path) -> None:
+    import time
+
+    db = tmp_path / "s.db"
+    _lock_run(db, pid=4242, host="elsewhere-7", started=None, heartbeat=time.time())
+    with pytest.raises(RunLockedError, match="process 4242 on elsewhere-7"):
+        SqliteStorage(db).resume_run("r1")
+
+
+def test_lock_from_another_host_with_a_stale_heartbeat_is_taken_over(tmp_path: Path) -> None:
+    import time
+
+    from dagexec_plugins.sqlite import LOCK_STALE_AFTER
+
+    db = tmp_path / "s.db"
+    _lock_run(db, pid=4242, host="elsewhere-7", started=None, heartbeat=time.time() - LOCK_STALE_AFTER - 1)
+    info, records, _ = SqliteStorage(db).resume_run("r1")
+    assert info.run_id == "r1" and list(records) == ["a"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from /proc")
+def test_a_reused_pid_does_not_hold_the_lock(tmp_path: Path) -> None:
+    import socket
+
+    db = tmp_path / "s.db"
+    # our parent is alive, but it is not the process that took the lock: its start time differs
+    _lock_run(db, pid=os.getppid(), host=socket.gethostname(), started="1", heartbeat=None)
+    SqliteStorage(db).resume_run("r1")
+    _lock_run(tmp_path / "t.db", pid=os.getppid(), host=socket.gethostname(), started=None, heartbeat=None)
+    with pytest.raises(RunLockedError, match=f"process {os.getppid()}"):
+        SqliteStorage(tmp_path / "t.db").resume_run("r1")
+
+
+def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # a dagexec file at schema 0: no tables yet
+    conn.commit()
+    conn.close()
+    assert run(simple_dag(), state=str(db)).ok
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_corruption_found_inside_a_state_file_stops_all_writes_to_it(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    dag = Dag("wide")
+    for k in range(300):
+        dag.add(f"t{k}", lambda: "x" * 200)
+    first = run(dag, state=str(db))
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    conn = sqlite3.connect(db)
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
+    conn.close()
+    data = bytearray(db.read_bytes())
+    # the tasks table's root page becomes garbage; the runs table stays readable and writable
+    data[(root - 1) * page : (root - 1) * page + 64] = b"\xff" * 64
+    db.write_bytes(bytes(data))
+    before = sha(db)
+    with pytest.raises(StateFileError, match="malformed|corrupt"):
+        run(dag, state=str(db), resume=first.run_id)
+    assert sha(db) == before
+
+
+PARALLEL_DAG = textwrap.dedent(
+    """
+    import os, sys
+    from dagexec_core import Dag, run
+
+    dag = Dag(sys.argv[1])
+    for k in range(300):
+        dag.add(f"t{k}", lambda k=k: k, deps=[f"t{k - 1}"] if k % 10 else [])
+
+    if __name__ == "__main__":
+        sys.exit(0 if run(dag, state=os.environ["STATE"], concurrency=4).ok else 1)
+    """
+)
+
+
+def test_two_processes_running_different_runs_share_one_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "parallel_dag.py"
+    path.write_text(PARALLEL_DAG)
+    db = tmp_path / "s.db"
+    # both create the file at once: one creates the schema, the other waits for it
+    children = [
+        subprocess.Popen([sys.executable, str(path), name], env=child_env(STATE=str(db)), stderr=subprocess.PIPE)
+        for name in ("left", "right")
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err.decode()
+    runs = SqliteStorage(db).list_runs()
+    assert sorted((r.dag_name, r.status, dict(r.counts)) for r in runs) == [
+        ("left", "completed", {"completed": 300}),
+        ("right", "completed", {"completed": 300}),
+    ]
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_held_run_keeps_its_heartbeat_fresh_while_no_step_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import dagexec_plugins.sqlite as sqlite_plugin
+
+    monkeypatch.setattr(sqlite_plugin, "HEARTBEAT_EVERY", 0.01)
+    db = tmp_path / "s.db"
+    storage = SqliteStorage(db)
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), ["a"], {"a": []})
+    reader = sqlite3.connect(db)
+    first = reader.execute("SELECT lock_heartbeat FROM runs").fetchone()[0]
+    deadline = time.monotonic() + 30
+    while reader.execute("SELECT lock_heartbeat FROM runs").fetchone()[0] == first:
+        assert time.monotonic() < deadline, "the heartbeat never moved"
+        time.sleep(0.01)
+    storage.finish_run("r1", "completed", 2.0, {"completed": 1})
+    assert reader.execute("SELECT lock_pid, lock_heartbeat FROM runs").fetchone() == (None, None)
+    storage.close()
