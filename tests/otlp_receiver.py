@@ -43,6 +43,7 @@ class Received:
                                 "status": span.status.code,
                                 "status_message": span.status.message,
                                 "attributes": {kv.key: _value(kv.value) for kv in span.attributes},
+                                "links": [(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
                                 "resource": resource,
                                 "scope": ss.scope.name,
                             }

@@ -212,3 +212,62 @@ def test_dask_worker_process_spans_reach_the_receiver_under_their_attempt(monkey
     inner, attempt = spans["in dask worker"], spans["remote attempt 1"]
     assert inner["attributes"]["process.name"] != "MainProcess"
     assert inner["parent_span_id"] == attempt["span_id"] and inner["trace_id"] == attempt["trace_id"]
+
+
+RESUMABLE_DAG_FILE = textwrap.dedent(
+    """
+    import asyncio, pathlib
+    from dagexec_core import Dag
+
+    dag = Dag("resumable")
+    MARK = pathlib.Path(__file__).with_name("cancelled-once")
+
+    @dag.task
+    def first():
+        return 1
+
+    @dag.task(deps=["first"])
+    async def second(first, ctx):
+        if not MARK.exists():  # the first run cancels itself here, leaving the run resumable
+            MARK.write_text("x")
+            ctx.run.cancel(0)
+            await asyncio.Event().wait()
+        return first + 1
+    """
+)
+
+
+def test_cli_resumed_run_starts_a_new_trace_linked_to_the_first_one(tmp_path: Path) -> None:
+    import json
+
+    dag_file = tmp_path / "resumable.py"
+    dag_file.write_text(RESUMABLE_DAG_FILE)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+
+    def cli(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dagexec_core.cli", "run", str(dag_file), "--json", "--progress", "off", *args],
+            env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )
+
+    with otlp_receiver() as (endpoint, received):
+        first = cli(endpoint)
+        assert first.returncode == 130, first.stderr
+        first_spans = received.by_name()
+    run_id = json.loads(first.stdout)["run_id"]
+    with otlp_receiver() as (endpoint, received):
+        second = cli(endpoint, "--resume", run_id)
+        assert second.returncode == 0, second.stderr
+        second_spans = received.by_name()
+
+    original, resumed = first_spans["RUN resumable"], second_spans["RUN resumable"]
+    assert original["attributes"]["cicd.pipeline.result"] == "cancellation"
+    assert resumed["attributes"]["cicd.pipeline.run.id"] == original["attributes"]["cicd.pipeline.run.id"] == run_id
+    assert resumed["attributes"]["dagexec.resumed"] is True
+    assert resumed["trace_id"] != original["trace_id"]
+    assert resumed["links"] == [(original["trace_id"], original["span_id"])]
+    assert "first" not in second_spans  # completed in the first run: not run again, no span
+    assert second_spans["second attempt 2"]["parent_span_id"] == second_spans["second"]["span_id"]
