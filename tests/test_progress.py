@@ -117,3 +117,24 @@ def test_on_a_terminal_progress_is_a_live_bar(tmp_path: Path) -> None:
     assert "1 failed" in screen and "ETA" in screen
     assert "[dagexec] run" not in screen  # not the log-line fallback
     assert b"run " in stdout
+
+
+def test_dagexec_resume_reports_progress_and_honours_quiet(tmp_path: Path) -> None:
+    import json
+
+    dag_file = _dag_file(tmp_path)
+    first = subprocess.run(
+        [sys.executable, "-m", "dagexec_core.cli", "run", str(dag_file), "--json"],
+        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    run_id = json.loads(first.stdout)["run_id"]
+
+    def resume(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dagexec_core.cli", *flags, "resume", run_id],
+            env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )
+
+    shown = resume()
+    assert f"[dagexec] run {run_id} of DAG 'report' resumed: 4 tasks (4 already done)" in shown.stderr, shown.stderr
+    assert "[dagexec]" not in resume("-q").stderr

@@ -180,12 +180,12 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     if args.no_persist:
         opts["persist"] = False
+    opts["verbosity"] = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)  # -v/-q for plugins (progress)
     return opts
 
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -> int:
     config = Config(pm, _run_options(args), dag_path=path)
-    config.options["verbosity"] = args.verbose - args.quiet  # -v/-q for plugins (progress)
     if config.getoption("persist") is False:
         config.options["state"] = ":memory:"
     pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
