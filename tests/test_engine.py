@@ -295,3 +295,12 @@ def test_run_inside_an_event_loop_says_to_use_arun() -> None:
         assert (await arun(dag, persist=False)).ok
 
     asyncio.run(main())
+
+
+def test_resume_with_an_empty_run_id_is_refused_not_a_fresh_run() -> None:
+    from dagexec_core.errors import UsageError
+
+    dag = Dag("l")
+    dag.add("a", lambda: 1)
+    with pytest.raises(UsageError, match="resume needs a run id"):
+        go(dag, resume="")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from . import patterns
 from .config import Config
 from .context import TaskContext
 from .dag import Dag, Task
 from .engine import Run, RunHandle, RunReport, arun, run
 from .errors import (
+    BranchError,
     CircuitOpenError,
     CycleError,
     DagChangedError,
     DagexecError,
     DagValidationError,
     DuplicateTaskError,
+    EventTimeoutError,
     MissingDependencyError,
     OutputSerializationError,
     PluginError,
@@ -30,6 +33,7 @@ from .state import TaskRecord, TaskState
 __version__ = "0.1.0"
 
 __all__ = [
+    "BranchError",
     "CircuitOpenError",
     "Config",
     "CycleError",
@@ -39,6 +43,7 @@ __all__ = [
     "DagexecError",
     "DeadLetter",
     "DuplicateTaskError",
+    "EventTimeoutError",
     "MissingDependencyError",
     "OutputSerializationError",
     "PluginError",
@@ -60,5 +65,6 @@ __all__ = [
     "arun",
     "hookimpl",
     "hookspec",
+    "patterns",
     "run",
 ]

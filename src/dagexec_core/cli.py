@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import importlib.util
+import io
 import json
 import logging
 import sys
@@ -267,6 +267,36 @@ def cmd_plugins(args: argparse.Namespace, pm: PluginManager, dag: Dag | None, pa
         if r["file"]:
             print(f"{'':<{width}}  {r['file']}")
     return EXIT_OK
+
+
+def _add_emit(sub: Any, pm: PluginManager | None) -> None:
+    p = sub.add_parser("emit", help="send an event to a run, for its tasks waiting on it")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("event", metavar="EVENT")
+    p.add_argument("--payload", default="null", metavar="JSON", help="the event's payload as JSON (default null)")
+    p.add_argument("--state", default=None, help="SQLite state file (default .dagexec/state.db)")
+    p.set_defaults(func=cmd_emit)
+
+
+def cmd_emit(args: argparse.Namespace, pm: PluginManager) -> int:
+    from .patterns import emit_to_run
+
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--payload {args.payload!r} is not JSON ({exc}); quote it for the shell: --payload '{{\"n\": 1}}'"
+        ) from None
+    from .cli_runs import open_state
+
+    with open_state(args) as (_, storage):  # never creates a state file
+        emit_to_run(storage, args.run_id, args.event, payload)
+    if args.quiet < 1:
+        print(f"event {args.event!r} sent to run {args.run_id}")
+    return EXIT_OK
+
+
+COMMANDS.append(_add_emit)
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from .config import Config
 from .dag import Dag
 from .engine import run as run_dag
 from .errors import PluginError, RunNotFoundError, UsageError
+from .patterns import recorded_branches
 from .plugins import PluginManager, build_plugin_manager, call_hook
 from .stages import DeadLetter, DeadLetterQueue, RunInfo, Storage
 from .state import TaskRecord
@@ -201,6 +202,7 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
     with open_state(args) as (_, storage):
         info = storage.get_run(args.run_id)
         records = storage.load_records(args.run_id)
+        branches = recorded_branches(storage, args.run_id)
         timeline: list[dict[str, Any]] | None = None
         if args.timeline:
             log = getattr(storage, "transitions", None)
@@ -209,6 +211,7 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
             timeline = log(args.run_id)
     if args.json:
         shown: dict[str, Any] = {**info.to_dict(), "tasks": [r.to_dict() for r in records.values()]}
+        shown["branches"] = branches  # what each conditional task chose (docs/patterns.md)
         if timeline is not None:
             shown["transitions"] = timeline
         print(json.dumps(shown, indent=2))
@@ -226,6 +229,8 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
     for rec in records.values():
         rows.append((rec.name, rec.state.value, str(rec.attempts), _seconds(rec), _short(rec.error)))
     _table(rows)
+    for name, choice in branches.items():  # conditional tasks (docs/patterns.md)
+        print(f"{name} chose {', '.join(choice) if isinstance(choice, list) else choice or 'no branch'}")
     return EXIT_OK
 
 

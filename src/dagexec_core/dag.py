@@ -49,6 +49,11 @@ class Task:
     static_kwargs: dict[str, Any] = attrs.field(factory=dict)
     #: Set by `Dag.map`: the upstream whose output is split into one task per element.
     map_over: str | None = None
+    #: Set by `patterns.branch`: the child tasks this conditional chooses among.
+    branches: tuple[str, ...] | None = None
+    #: The task checkpoints its own progress (a loop, ``ctx.state``): an attempt cut
+    #: short by a crash does not use up its retries, a resume runs it again.
+    resumable: bool = False
     is_async: bool = attrs.field(init=False)
     #: Dependencies that ``fn`` takes as parameters, in ``deps`` order.
     dep_params: tuple[str, ...] = attrs.field(init=False)
@@ -110,6 +115,8 @@ class Dag:
         trigger: str = "all_success",
         static_kwargs: dict[str, Any] | None = None,
         map_over: str | None = None,
+        branches: Iterable[str] | None = None,
+        resumable: bool = False,
     ) -> Task:
         """Add ``fn`` as task ``name``; the same options as `task`."""
         if name in self._tasks:
@@ -128,6 +135,8 @@ class Dag:
             trigger=trigger,
             static_kwargs=dict(static_kwargs or {}),
             map_over=map_over,
+            branches=None if branches is None else tuple(branches),
+            resumable=resumable,
         )
         self._tasks[name] = task
         self._order = None
@@ -162,6 +171,27 @@ class Dag:
         deps = tuple(options.pop("deps", ()))
         return self.add(task_name, fn, deps=(over, *[d for d in deps if d != over]), map_over=over, **options)
 
+    def fan_out_in(
+        self,
+        prefix: str,
+        count: int,
+        worker: Callable[..., Any],
+        aggregator: Callable[..., Any],
+        *,
+        after: Iterable[str] = (),
+        **options: Any,
+    ) -> Task:
+        """``count`` parallel tasks ``{prefix}_{i}`` joined by ``{prefix}_aggregate``; see `patterns.fan_out_in`."""
+        from .patterns import fan_out_in
+
+        return fan_out_in(self, prefix, count, worker, aggregator, after=after, **options)
+
+    def pipeline(self, name: str, steps: Sequence[Callable[..., Any]], **options: Any) -> Task:
+        """Chain ``steps``, each receiving the previous output; see `patterns.pipeline`."""
+        from .patterns import pipeline
+
+        return pipeline(self, name, steps, **options)
+
     # -- reading -----------------------------------------------------------
 
     def __len__(self) -> int:
@@ -195,6 +225,12 @@ class Dag:
                 if dep not in names:
                     close = difflib.get_close_matches(dep, list(names), n=1, cutoff=0.6)
                     raise MissingDependencyError(self.name, task.name, dep, close[0] if close else None)
+            for branch in task.branches or ():
+                if branch not in names or task.name not in names[branch].deps:
+                    raise TaskDefinitionError(
+                        f"conditional task {task.name!r} in DAG {self.name!r} names branch {branch!r}, "
+                        f"which is not a task depending on it; add {branch!r} with deps=[{task.name!r}]"
+                    )
         self.topological_order()
 
     def topological_order(self) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import heapq
 import inspect
 import logging
@@ -29,6 +30,7 @@ from typing import Any
 import attrs
 import pluggy
 
+from . import patterns
 from .config import Config
 from .context import TaskContext
 from .dag import Dag, Task
@@ -135,8 +137,8 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """Every task completed."""
-        return self._run.count(COMPLETED) == len(self._run.tasks)
+        """Every task completed, or was skipped with nothing failed (a branch not taken, a trigger rule)."""
+        return self._run.all_done_ok()
 
     @property
     def records(self) -> dict[str, TaskRecord]:
@@ -192,6 +194,8 @@ class Run:
         self.pm: pluggy.PluginManager = config.pluginmanager
         self.hook = self.pm.hook
         self.resumed_from = resume
+        if resume is not None and not resume.strip():
+            raise UsageError("resume needs a run id; `dagexec runs` lists the stored runs")
         self.run_id = resume or run_id or new_run_id()
         self.replay = tuple(replay)
         self.handle = handle
@@ -253,6 +257,7 @@ class Run:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.events: dict[str, Any] = {}
         self.event_waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self.event_poller: asyncio.Task[None] | None = None
         self.slot_waiters: list[asyncio.Future[None]] = []
         self.stored_extra: dict[str, TaskRecord] = {}
         self.interrupted: list[int] = []  # resumed tasks a crash caught on their last attempt
@@ -278,21 +283,40 @@ class Run:
         if not self._in_loop():
             self.loop.call_soon_threadsafe(self.emit, event, payload)
             return
+        if self.persist:  # a waiter resumed in another process still gets it
+            patterns.store_event(self.storage, self.run_id, event, payload)
+        self.deliver(event, payload)
+
+    def deliver(self, event: str, payload: Any) -> None:
+        """Hand ``event`` to its waiters in this process (on the loop)."""
         self.events[event] = payload
         for fut in self.event_waiters.pop(event, []):
             if not fut.done():
                 fut.set_result(payload)
 
     async def wait_for_event(self, event: str, timeout: float | None = None) -> Any:
+        if event not in self.events:
+            found, payload = patterns.load_event(self.storage, self.run_id, event)
+            if found:
+                self.events[event] = payload
         if event in self.events:
             return self.events[event]
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self.event_waiters.setdefault(event, []).append(fut)
+        waiters = self.event_waiters.setdefault(event, [])
+        waiters.append(fut)
+        if self.event_poller is None or self.event_poller.done():
+            # Events from other processes (`dagexec emit`) arrive through storage.
+            interval = float(self.config.getoption("event_poll_interval", 0.1))
+            self.event_poller = self.loop.create_task(patterns.poll_events(self, interval))
         self.release_slot()
         try:
             async with asyncio.timeout(timeout):
                 return await fut
         finally:
+            if fut in waiters:  # timed out or cancelled: stop polling for it
+                waiters.remove(fut)
+                if not waiters and self.event_waiters.get(event) is waiters:
+                    del self.event_waiters[event]
             await self.acquire_slot()
 
     def release_slot(self) -> None:
@@ -301,12 +325,21 @@ class Run:
         self._wake()
 
     async def acquire_slot(self) -> None:
-        while self.running >= self.concurrency and not self.cancelling:
-            fut: asyncio.Future[None] = self.loop.create_future()
-            self.slot_waiters.append(fut)
-            self._wake()
-            await fut
-        self.running += 1
+        """Take a slot back; a waiting task gets the next free one before tasks in the ready queue."""
+        if self.running < self.concurrency or self.cancelling:
+            self.running += 1
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self.slot_waiters.append(fut)
+        self._wake()
+        try:
+            await fut  # whoever resolves it has counted this task in `running`
+        except asyncio.CancelledError:
+            if not fut.done() or fut.cancelled():
+                if fut in self.slot_waiters:
+                    self.slot_waiters.remove(fut)
+                self.running += 1  # the task's completion gives back the slot it never got back
+            raise
 
     def load_task_state(self, task: str) -> Any:
         return self.storage.load_task_state(self.dag.name, task)
@@ -376,6 +409,7 @@ class Run:
         for fut in self.slot_waiters:
             if not fut.done():
                 fut.set_result(None)
+                self.running += 1
         self.slot_waiters.clear()
         if grace <= 0:
             self._cancel_running()
@@ -441,10 +475,13 @@ class Run:
     def _final_status(self) -> str:
         if self.cancelling:
             return "cancelled"
-        counts = self.counts()
-        if counts.get("completed", 0) == len(self.tasks):
-            return "completed"
-        return "failed"
+        return "completed" if self.all_done_ok() else "failed"
+
+    def all_done_ok(self) -> bool:
+        """Every task COMPLETED or SKIPPED. A skip needs no failure only when it was
+        chosen (a branch not taken, a ``one_failed`` handler with nothing failed);
+        a skip caused by a failure leaves that failure in the table."""
+        return self.count(COMPLETED) + self.count(SKIPPED) == len(self.tasks)
 
     async def _loop(self) -> None:
         wakeup = self.wakeup
@@ -485,6 +522,11 @@ class Run:
         rows = self.rows
         persist = self.persist
         now = time.time()
+        while self.slot_waiters and self.running < self.concurrency:
+            fut = self.slot_waiters.pop(0)
+            if not fut.done():
+                fut.set_result(None)
+                self.running += 1
         while ready and self.running < self.concurrency:
             _, _, i = heapq.heappop(ready)
             task = self.tasks[i]
@@ -499,10 +541,6 @@ class Run:
             if persist:
                 rows.append((task.name, "running", self.attempts[i], now, None, None, None))
             to_start.append(i)
-        while self.slot_waiters and self.running < self.concurrency:
-            fut = self.slot_waiters.pop(0)
-            if not fut.done():
-                fut.set_result(None)
         self._flush()
         for i in to_start:
             self._submit(i)
@@ -692,6 +730,7 @@ class Run:
         while stack:
             j = stack.pop()
             state = self.states[j]
+            not_taken = self._not_taken(j) if state is COMPLETED and self.tasks[j].branches is not None else None
             if self._h_task_finished:
                 self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
             if state is CANCELLED:
@@ -703,7 +742,9 @@ class Run:
                     self._collect(parent, stack)
             for c in self.children[j]:
                 if state is not COMPLETED:
-                    self.blocked[c] = 1
+                    self.blocked[c] |= 1
+                elif not_taken and c in not_taken:
+                    self.blocked[c] |= 2
                 self.remaining[c] -= 1
                 if self.remaining[c] == 0 and self.states[c] is PENDING:
                     if self._should_run(c):
@@ -712,8 +753,15 @@ class Run:
                         self._set_final(c, SKIPPED, None, finish=False)
                         stack.append(c)
 
+    def _not_taken(self, j: int) -> set[int]:
+        """The branches of conditional ``j`` that its output did not choose."""
+        chosen = patterns.chosen_branches(self.outputs[j])
+        return {self.index[b] for b in self.tasks[j].branches or () if b not in chosen}
+
     def _should_run(self, c: int) -> bool:
         trigger = self.tasks[c].trigger
+        if self.blocked[c] & 2:  # a branch its conditional did not take: skipped whatever the trigger
+            return False
         if trigger == "all_success":
             return not self.blocked[c]
         if trigger == "all_done":
@@ -750,23 +798,29 @@ class Run:
             params = {}  # type: ignore[assignment]
         new: list[int] = []
         names: list[str] = []
+        # Elements differ only in name and arguments: validate (and read the
+        # signature) once, then copy; Task() per element cost half the map's time.
+        template = Task(
+            name=f"{task.name}[0]",
+            fn=task.fn,
+            deps=task.deps,
+            priority=task.priority,
+            retry=task.retry,
+            timeout=task.timeout,
+            tags=task.tags,
+            breaker=task.breaker,
+            resumable=task.resumable,
+        )
+        setattr_ = object.__setattr__
         for k, item in enumerate(items):
             static: dict[str, Any] = dict(task.static_kwargs)
             if "item" in params:
                 static["item"] = item
             if "index" in params:
                 static["index"] = k
-            child = Task(
-                name=f"{task.name}[{k}]",
-                fn=task.fn,
-                deps=task.deps,
-                priority=task.priority,
-                retry=task.retry,
-                timeout=task.timeout,
-                tags=task.tags,
-                breaker=task.breaker,
-                static_kwargs=static,
-            )
+            child = copy.copy(template)
+            setattr_(child, "name", f"{task.name}[{k}]")
+            setattr_(child, "static_kwargs", static)
             j = len(self.tasks)
             self.tasks.append(child)
             self.index[child.name] = j
@@ -938,7 +992,9 @@ class Run:
             for d in self.deps_idx[i]:
                 if states[d] in TERMINAL_STATES:
                     if states[d] is not COMPLETED:
-                        self.blocked[i] = 1
+                        self.blocked[i] |= 1
+                    elif self.tasks[d].branches is not None and i in self._not_taken(d):
+                        self.blocked[i] |= 2
                 else:
                     left += 1
             self.remaining[i] = left
@@ -1021,8 +1077,12 @@ class Run:
             elif state is COMPLETED:
                 self.outputs[i] = rec.output
             elif state in (RUNNING, RETRYING, READY, CANCELLED):
-                # A map collector's attempt is its elements': it expands again, reusing completed ones.
-                if state is RUNNING and task.map_over is None and rec.attempts >= self._policy(i).max_attempts:
+                # A map collector's attempt is its elements': it expands again, reusing completed ones;
+                # a resumable task (a loop) continues from its own checkpoint.
+                if (
+                    state is RUNNING and task.map_over is None and not task.resumable
+                    and rec.attempts >= self._policy(i).max_attempts
+                ):
                     crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
                 else:
                     state = PENDING

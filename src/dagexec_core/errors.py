@@ -127,3 +127,14 @@ class PluginHookError(PluginError):
 
 class UsageError(DagexecError):
     """Wrong command-line or API usage (exit code 2)."""
+
+
+# -- workflow patterns ----------------------------------------------------------
+
+
+class EventTimeoutError(DagexecError, TimeoutError):
+    """A task waited longer than its ``timeout`` for an event that never came."""
+
+
+class BranchError(DagexecError, ValueError):
+    """A conditional task chose a name that is not one of its branches."""
