@@ -361,3 +361,22 @@ def test_a_cancelled_run_ends_its_spans_with_result_cancellation(spans: Any) -> 
     assert s["long_job"].attributes["cicd.pipeline.task.run.result"] == "cancellation"  # type: ignore[index]
     assert s["long_job attempt 1"].attributes["cicd.pipeline.task.run.result"] == "cancellation"  # type: ignore[index]
     assert all(span.end_time is not None for span in s.values())
+
+
+def test_the_run_span_is_a_child_of_the_callers_span_or_of_traceparent(
+    spans: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider, exporter = spans
+    dag = Dag("nested")
+    dag.add("a", lambda: 1)
+    with provider.get_tracer("app").start_as_current_span("nightly job") as outer:
+        run(dag, persist=False, tracer_provider=provider)
+    root = by_name(exporter.get_finished_spans())["RUN nested"]
+    assert parent_of(root) == outer.get_span_context().span_id
+    exporter.clear()
+
+    monkeypatch.setenv("TRACEPARENT", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    run(dag, persist=False, tracer_provider=provider)
+    root = by_name(exporter.get_finished_spans())["RUN nested"]
+    assert format(root.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert parent_of(root) == int("b7ad6b7169203331", 16)
