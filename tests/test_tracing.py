@@ -380,3 +380,40 @@ def test_the_run_span_is_a_child_of_the_callers_span_or_of_traceparent(
     root = by_name(exporter.get_finished_spans())["RUN nested"]
     assert format(root.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert parent_of(root) == int("b7ad6b7169203331", 16)
+
+
+def test_a_run_the_sampler_drops_makes_no_spans_and_its_bodies_spans_are_dropped_too() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
+
+    class DropRuns(Sampler):
+        """Root sampler: drop dagexec runs, keep any other root."""
+
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> SamplingResult:
+            if name.startswith("RUN "):
+                return SamplingResult(Decision.DROP)
+            return ALWAYS_ON.should_sample(parent_context, trace_id, name, *args, **kwargs)
+
+        def get_description(self) -> str:
+            return "DropRuns"
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(root=DropRuns()))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    dag = Dag("unsampled")
+
+    @dag.task
+    def body() -> None:
+        with tracer.start_as_current_span("work"):
+            pass
+
+    @dag.task(deps=["body"])
+    async def after() -> None:
+        with tracer.start_as_current_span("more work"):
+            pass
+
+    assert run(dag, persist=False, tracer_provider=provider).ok
+    assert exporter.get_finished_spans() == ()
+    with tracer.start_as_current_span("outside a run"):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["outside a run"]  # the sampler does keep roots

@@ -193,11 +193,13 @@ def build_tracer_provider(exporters: Sequence[str], environ: Mapping[str, str] |
 
 
 class _RunSpans:
-    __slots__ = ("span", "ctx", "tasks", "task_ctx", "attempts", "dead_letters", "trace_id")
+    __slots__ = ("span", "ctx", "recording", "tasks", "task_ctx", "attempts", "dead_letters", "trace_id")
 
     def __init__(self, span: trace.Span) -> None:
         self.span = span
         self.ctx = trace.set_span_in_context(span)
+        #: False when the sampler dropped the run: its task and attempt spans are not made at all.
+        self.recording = span.is_recording()
         self.tasks: dict[str, trace.Span] = {}
         self.task_ctx: dict[str, otel_context.Context] = {}
         self.attempts: dict[str, trace.Span] = {}
@@ -329,6 +331,11 @@ class TraceEvents:
         rs = self.runs.get(id(run))
         if rs is None:
             return
+        if not rs.recording:
+            # A run the sampler dropped: spans a body makes hang off the dropped
+            # run span, so a parent-based sampler drops them too.
+            otel_context.attach(rs.ctx)
+            return
         name = task.name
         if name not in rs.tasks:
             self._task_span(rs, run, task)
@@ -349,7 +356,7 @@ class TraceEvents:
     @hookimpl
     def dagexec_task_retrying(self, run: Run, task: Task, attempt: int, error: BaseException, delay: float) -> None:
         rs = self.runs.get(id(run))
-        if rs is None:
+        if rs is None or not rs.recording:
             return
         span = rs.attempts.pop(task.name, None)
         if span is not None:
@@ -366,14 +373,14 @@ class TraceEvents:
     @hookimpl
     def dagexec_task_dead_lettered(self, run: Run, task: Task, entry: DeadLetter) -> None:
         rs = self.runs.get(id(run))
-        if rs is None:
+        if rs is None or not rs.recording:
             return
         rs.dead_letters[task.name] = entry.id
 
     @hookimpl
     def dagexec_task_finished(self, run: Run, task: Task, record: TaskRecord) -> None:
         rs = self.runs.get(id(run))
-        if rs is None:
+        if rs is None or not rs.recording:
             return
         name = task.name
         end = _ns(record.finished_at)
