@@ -156,3 +156,15 @@ def test_an_unknown_metrics_exporter_is_a_clear_error(monkeypatch: pytest.Monkey
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "statsd")
     with pytest.raises(PluginError, match="unknown metrics exporter 'statsd'.*otlp, console, prometheus, none"):
         run(mixed_dag(), persist=False)
+
+
+def test_runs_sharing_a_meter_provider_add_up() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    for _ in range(3):
+        run(mixed_dag(), persist=False, meter_provider=provider)
+    m = points(reader)
+    assert total(m["dagexec.tasks.completed"]) == 6
+    assert total(m["dagexec.tasks.started"]) == 12
+    assert total(m["dagexec.runs.active"]) == 0
+    assert sum(p.count for p in m["dagexec.run.duration"]) == 3

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dagexec.metrics")
 
 STASH_KEY = "dagexec.metrics"
+_PROVIDER_ATTR = "_dagexec_metric_events"
 PORT_KEY = "dagexec.metrics.port"
 EXPORTERS = ("otlp", "console", "prometheus", "none")
 
@@ -98,6 +100,7 @@ class MetricEvents:
     """
 
     def __init__(self, meter: metrics.Meter) -> None:
+        self.lock = threading.Lock()
         self.counts: dict[str, dict[tuple[str, str], int]] = {name: {} for name, _, _ in _COUNTERS}
         self.active: dict[str, int] = {}
         self._keys: dict[tuple[str, str], tuple[str, str]] = {}
@@ -140,15 +143,36 @@ class MetricEvents:
 
     def _bump(self, name: str, key: tuple[str, str]) -> None:
         counts = self.counts[name]
-        counts[key] = counts.get(key, 0) + 1
+        with self.lock:  # runs sharing a provider may run on different threads
+            counts[key] = counts.get(key, 0) + 1
+
+    @classmethod
+    def for_provider(cls, provider: Any) -> MetricEvents:
+        """The recorder of ``provider``, made once per provider.
+
+        Observable instruments register their callbacks once per name: a
+        second recorder on the same provider would count into the void. So
+        runs given the same ``meter_provider`` share one recorder, kept on
+        the provider itself.
+        """
+        events: MetricEvents | None = getattr(provider, _PROVIDER_ATTR, None)
+        if events is None:
+            events = cls(provider.get_meter("dagexec", __version__))
+            try:
+                setattr(provider, _PROVIDER_ATTR, events)
+            except AttributeError:  # a provider that takes no attributes: one recorder per run
+                pass
+        return events
 
     @hookimpl
     def dagexec_run_started(self, run: Run) -> None:
-        self.active[run.dag.name] = self.active.get(run.dag.name, 0) + 1
+        with self.lock:
+            self.active[run.dag.name] = self.active.get(run.dag.name, 0) + 1
 
     @hookimpl
     def dagexec_run_finished(self, run: Run, report: RunReport) -> None:
-        self.active[run.dag.name] -= 1
+        with self.lock:
+            self.active[run.dag.name] -= 1
         result = {"completed": "success", "cancelled": "cancellation"}.get(report.status, "failure")
         self.run_duration.record(report.duration, {"cicd.pipeline.name": run.dag.name, "cicd.pipeline.result": result})
 
@@ -302,7 +326,7 @@ class Plugin:
             if endpoint is not None:
                 config.stash[PORT_KEY] = endpoint.port
                 log.info("serving Prometheus metrics on http://%s:%d/metrics", endpoint.host, endpoint.port)
-        events = MetricEvents(provider.get_meter("dagexec", __version__))
+        events = MetricEvents.for_provider(provider)
         config.stash[STASH_KEY] = Metrics(provider, owned, events, endpoint)
         config.pluginmanager.register(events, name="metrics.events")
 
