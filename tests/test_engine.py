@@ -304,3 +304,38 @@ def test_resume_with_an_empty_run_id_is_refused_not_a_fresh_run() -> None:
     dag.add("a", lambda: 1)
     with pytest.raises(UsageError, match="resume needs a run id"):
         go(dag, resume="")
+
+
+def test_garbage_collector_is_back_on_and_unfrozen_after_runs_good_or_bad() -> None:
+    import gc
+
+    from dagexec_core import CycleError
+
+    dag = Dag("g")
+    dag.add("a", lambda: 1)
+    assert go(dag).ok
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    bad = Dag("bad")
+    bad.add("x", lambda: 1, deps=["y"])
+    bad.add("y", lambda: 1, deps=["x"])
+    with pytest.raises(CycleError):
+        go(bad)
+    assert gc.isenabled()
+
+    from dagexec_core import hookimpl
+    from dagexec_core.errors import PluginHookError
+
+    class Exploding:
+        @hookimpl
+        def dagexec_task_finished(self) -> None:
+            raise RuntimeError("escapes the run from inside the loop")
+
+    with pytest.raises(PluginHookError):
+        go(dag, plugins=[Exploding()])
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        go(dag)
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()

@@ -32,6 +32,15 @@ def _as_retry(value: RetryPolicy | int | None) -> RetryPolicy | None:
     raise TaskDefinitionError(f"retry= takes a RetryPolicy or a number of attempts >= 1, not {value!r}")
 
 
+def chosen_branches(output: Any) -> frozenset[str]:
+    """The branch names a conditional's output selects: a name, a list of names, or None for none."""
+    if output is None:
+        return frozenset()
+    if isinstance(output, str):
+        return frozenset((output,))
+    return frozenset(output)
+
+
 @attrs.frozen(eq=False)
 class Task:
     """One node of a DAG: a function and how to run it."""

@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .errors import BranchError, EventTimeoutError, TaskDefinitionError, UsageError
+from .dag import chosen_branches
+from .errors import BranchError, EventTimeoutError, TaskDefinitionError
+from .events import emit_to_run
 from .outputs import encode_output
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ __all__ = [
 
 BRANCHES_KEY = "branches"
 LOOP_KEY = "loop:{}"
-EVENT_KEY = "event:{}"
 
 
 # ---------------------------------------------------------------------------
@@ -118,15 +118,6 @@ def _set_span_attribute(key: str, value: Any) -> None:
 # ---------------------------------------------------------------------------
 # conditional
 # ---------------------------------------------------------------------------
-
-
-def chosen_branches(output: Any) -> frozenset[str]:
-    """The branch names a conditional's output selects: a name, a list of names, or None for none."""
-    if output is None:
-        return frozenset()
-    if isinstance(output, str):
-        return frozenset((output,))
-    return frozenset(output)
 
 
 def branch(
@@ -325,44 +316,6 @@ def event_task(
     # A crash most likely came during the wait, which has nothing to repeat: resume it.
     options.setdefault("resumable", True)
     return dag.add(name, _with_signature(wait_event, ctx=True), deps=deps, **options)
-
-
-def store_event(storage: Storage, run_id: str, event: str, payload: Any) -> None:
-    """Persist ``event`` with the run so a waiter in this or a later (resumed) process sees it."""
-    storage.put_meta(run_id, EVENT_KEY.format(event), {"payload": payload, "at": time.time()})
-
-
-def load_event(storage: Storage, run_id: str, event: str) -> tuple[bool, Any]:
-    """``(True, payload)`` when ``event`` was stored for the run, else ``(False, None)``."""
-    stored = storage.get_meta(run_id, EVENT_KEY.format(event))
-    if not isinstance(stored, dict) or "payload" not in stored:
-        return False, None
-    return True, stored["payload"]
-
-
-def emit_to_run(storage: Storage, run_id: str, event: str, payload: Any = None) -> None:
-    """Send ``event`` to run ``run_id`` from outside the process driving it.
-
-    The run picks it up within its ``event_poll_interval``; a task that waits
-    for the event later (or after a resume) receives it at once.
-    """
-    info = storage.get_run(run_id)
-    if info.status not in ("running", "crashed", "cancelled"):
-        raise UsageError(
-            f"run {run_id} of DAG {info.dag_name!r} is {info.status}; events can only be sent to a run "
-            f"that is running or can be resumed"
-        )
-    store_event(storage, run_id, event, payload)
-
-
-async def poll_events(run: Run, interval: float) -> None:
-    """Deliver events other processes store for the run; one per run, while any task waits."""
-    while run.event_waiters:
-        await asyncio.sleep(interval)
-        for event in list(run.event_waiters):
-            found, payload = load_event(run.storage, run.run_id, event)
-            if found:
-                run.deliver(event, payload)
 
 
 # ---------------------------------------------------------------------------

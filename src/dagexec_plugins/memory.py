@@ -23,17 +23,24 @@ class MemoryStorage:
     def __init__(self) -> None:
         self.runs: dict[str, RunInfo] = {}
         self.records: dict[str, dict[str, TaskRecord]] = {}
-        self.fingerprints: dict[str, dict[str, list[str]]] = {}
+        self.fingerprints: dict[str, dict[str, Sequence[str]]] = {}
+        self.names: dict[str, Sequence[str]] = {}
         self.task_state: dict[tuple[str, str], Any] = {}
         self.meta: dict[tuple[str, str], Any] = {}
 
     def create_run(self, run: RunInfo, task_names: Sequence[str], dag_fingerprint: Mapping[str, Sequence[str]]) -> None:
+        # Records are made on first write: a task never written is PENDING.
         self.runs[run.run_id] = run
-        self.records[run.run_id] = {n: TaskRecord(n) for n in task_names}
-        self.fingerprints[run.run_id] = {k: list(v) for k, v in dag_fingerprint.items()}
+        self.names[run.run_id] = task_names
+        self.records[run.run_id] = {}
+        self.fingerprints[run.run_id] = dict(dag_fingerprint)
+
+    def _all_records(self, run_id: str) -> dict[str, TaskRecord]:
+        recs = self.records[run_id]
+        return {n: recs.get(n) or TaskRecord(n) for n in [*self.names[run_id], *recs]}
 
     def resume_run(self, run_id: str) -> tuple[RunInfo, dict[str, TaskRecord], Mapping[str, Sequence[str]]]:
-        return self.get_run(run_id), dict(self.records[run_id]), self.fingerprints[run_id]
+        return self.get_run(run_id), self._all_records(run_id), self.fingerprints[run_id]
 
     def add_tasks(self, run_id: str, task_names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> None:
         for n in task_names:
@@ -60,7 +67,7 @@ class MemoryStorage:
 
     def load_records(self, run_id: str) -> dict[str, TaskRecord]:
         self.get_run(run_id)
-        return dict(self.records[run_id])
+        return self._all_records(run_id)
 
     def load_task_state(self, dag_name: str, task_name: str) -> Any:
         return copy.deepcopy(self.task_state.get((dag_name, task_name)))
