@@ -175,7 +175,7 @@ def test_sigint_cancels_and_exits_130_leaving_run_resumable(tmp_path: Path) -> N
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagexec_core.cli", "run", str(f), "--no-persist", "--json"],
+        [sys.executable, "-m", "dagexec_core.cli", "run", str(f), "--no-persist", "--json", "--progress", "off"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 30

@@ -58,7 +58,7 @@ def write_dag_project(root: Path, dagplugins: str | None, *, sub: str = "") -> P
 
 
 def load_dag(path: Path) -> Dag:
-    from dagexec_core.cli import pick_dag
+    from dagexec_core.cli_common import pick_dag
 
     return pick_dag(str(path))[0]
 

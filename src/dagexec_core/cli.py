@@ -8,24 +8,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import logging
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_run_options,
+    pick_dag,
+    report_exit,
+    run_options,
+    split_target,
+)
 from .config import Config
 from .dag import Dag
 from .engine import run as run_dag
 from .errors import DagexecError, DagValidationError, PluginError, UsageError
 from .plugins import PluginManager, build_plugin_manager, call_hook
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 log = logging.getLogger("dagexec")
 
@@ -35,73 +41,9 @@ log = logging.getLogger("dagexec")
 # ---------------------------------------------------------------------------
 
 
-def split_target(target: str) -> tuple[Path, str | None]:
-    """``path/to/file.py[:DAG]`` -> (path, dag name or None)."""
-    path, sep, name = target.rpartition(":")
-    if sep and path and not name.endswith(".py") and "/" not in name and "\\" not in name:
-        return Path(path), name or None
-    return Path(target), None
-
-
-def load_dags(path: Path) -> dict[str, Dag]:
-    """Import ``path`` and return the `Dag` objects it defines, by DAG name."""
-    if not path.is_file():
-        raise UsageError(f"DAG file {str(path)!r} not found; pass the path of a .py file that defines a Dag")
-    modname = f"dagexec_dagfile_{path.stem}"
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"{path}: cannot be imported as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    sys.path.insert(0, str(path.resolve().parent))
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise UsageError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from exc
-    except Exception as exc:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path.resolve() or f.filename == str(path)]
-        where = f"{path}:{frames[-1].lineno}" if frames else str(path)
-        raise UsageError(f"{where}: importing the DAG file raised {type(exc).__name__}: {exc}") from exc
-    finally:
-        sys.path.remove(str(path.resolve().parent))
-    dags: dict[str, Dag] = {}
-    for value in vars(module).values():
-        if isinstance(value, Dag):
-            dags.setdefault(value.name, value)
-    for value in vars(module).values():
-        if isinstance(value, Dag) and not getattr(value, "source_file", None):
-            value.source_file = str(path)
-    return dags
-
-
-def pick_dag(target: str) -> tuple[Dag, Path]:
-    path, name = split_target(target)
-    dags = load_dags(path)
-    if not dags:
-        raise UsageError(f"{path} defines no Dag; create one with dag = Dag('name')")
-    if name is not None:
-        if name not in dags:
-            raise UsageError(f"{path} has no DAG named {name!r}; it defines: {', '.join(sorted(dags))}")
-        return dags[name], path
-    if len(dags) > 1:
-        listed = ", ".join(sorted(dags))
-        raise UsageError(
-            f"{path} defines several DAGs ({listed}); choose one with {path}:NAME, e.g. {path}:{sorted(dags)[0]}"
-        )
-    return next(iter(dags.values())), path
-
-
 # ---------------------------------------------------------------------------
 # the parser
 # ---------------------------------------------------------------------------
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", "-c", type=int, default=None, help="tasks running at once (default 32)")
-    p.add_argument("--state", default=None, help="SQLite state file (default .dagexec/state.db)")
-    p.add_argument("--no-persist", action="store_true", help="keep no state (nothing to resume)")
-    p.add_argument("--executor", default=None, help="task executor: local (default), process, dask")
-    p.add_argument("--json", action="store_true", help="print the run report as JSON")
 
 
 def build_parser(pm: PluginManager | None) -> argparse.ArgumentParser:
@@ -130,7 +72,7 @@ def build_parser(pm: PluginManager | None) -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run a DAG from a Python file")
     p_run.add_argument("target", metavar="FILE[:DAG]")
-    _add_run_options(p_run)
+    add_run_options(p_run)
     p_run.add_argument("--resume", metavar="RUN_ID", default=None, help="continue a stored run")
     if pm is not None:
         group = p_run.add_argument_group("plugin options")
@@ -174,17 +116,8 @@ COMMANDS.append(_stored_run_commands)
 # ---------------------------------------------------------------------------
 
 
-def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Every parsed option except the CLI's own plumbing, for `Config`."""
-    skip = {"func", "target", "command", "plugin_args", "json", "no_persist", "resume", "verbose", "quiet"}
-    opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
-    if args.no_persist:
-        opts["persist"] = False
-    return opts
-
-
 def cmd_run(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -> int:
-    config = Config(pm, _run_options(args), dag_path=path)
+    config = Config(pm, run_options(args), dag_path=path)
     if config.getoption("persist") is False:
         config.options["state"] = ":memory:"
     pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
@@ -193,35 +126,6 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -
     finally:
         pm.hook.dagexec_unconfigure(config=config)
     return report_exit(report, args)
-
-
-def report_exit(report: Any, args: argparse.Namespace) -> int:
-    if args.json:
-        print(json.dumps(report_json(report), indent=2, default=str))
-    elif args.quiet < 1:
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items()))
-        print(f"run {report.run_id} of DAG {report.dag_name!r} {report.status}: {counts} in {report.duration:.2f}s")
-        for name in report.failed:
-            print(f"  FAILED {name}: {report.records[name].error}")
-        if report.status == "cancelled":
-            print(f"  resume with: dagexec run ... --resume {report.run_id}")
-    if report.status == "cancelled":
-        return EXIT_CANCELLED
-    return EXIT_OK if report.ok else EXIT_FAILED
-
-
-def report_json(report: Any) -> dict[str, Any]:
-    return {
-        "run_id": report.run_id,
-        "dag": report.dag_name,
-        "status": report.status,
-        "ok": report.ok,
-        "duration": report.duration,
-        "counts": report.counts(),
-        "failed": report.failed,
-        "metrics": report.metrics,
-        "tasks": {n: r.to_dict() for n, r in report.records.items()},
-    }
 
 
 def cmd_validate(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -> int:

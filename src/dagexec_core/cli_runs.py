@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .cli_common import add_run_options, load_dags, pick_dag, report_exit, run_options
 from .config import Config
 from .dag import Dag
 from .engine import run as run_dag
@@ -36,7 +37,6 @@ _NOT_OPTIONS = frozenset({"run_id", "replay", "entry_ids", "run", "action", "all
 
 def add_commands(sub: Any, pm: PluginManager | None) -> None:
     """Add ``resume``, ``runs``, ``show`` and ``dlq`` to the ``dagexec`` parser."""
-    from .cli import _add_run_options
 
     p_resume = sub.add_parser(
         "resume", help="continue a stored run (its DAG file is remembered)",
@@ -51,7 +51,7 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
         "--replay", metavar="TASK", action="append", default=None,
         help="run TASK again, with its skipped or failed dependents (repeatable)",
     )
-    _add_run_options(p_resume)
+    add_run_options(p_resume)
     if pm is not None:
         call_hook(pm, "dagexec_addoption", parser=p_resume.add_argument_group("plugin options"))
     p_resume.set_defaults(func=cmd_resume)
@@ -80,7 +80,7 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
     p_dlq.add_argument("--all", action="store_true", help="purge: every dead letter in the state file")
     p_dlq.add_argument("--dag", dest="target", metavar="FILE[:DAG]", default=None,
                        help="replay: the DAG file (default: the file the run was started from)")
-    _add_run_options(p_dlq)
+    add_run_options(p_dlq)
     if pm is not None:
         call_hook(pm, "dagexec_addoption", parser=p_dlq.add_argument_group("plugin options (replay)"))
     p_dlq.set_defaults(func=cmd_dlq)
@@ -131,7 +131,6 @@ def dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQueue:
 
 def _stored_dag(info: RunInfo, target: str | None) -> tuple[Dag, Path]:
     """The DAG of a stored run: from ``target`` or the file the run remembers."""
-    from .cli import load_dags, pick_dag
 
     if target is not None:
         return pick_dag(target)
@@ -155,14 +154,13 @@ def _stored_dag(info: RunInfo, target: str | None) -> tuple[Dag, Path]:
 def _continue(
     args: argparse.Namespace, pm: PluginManager, run_id: str, target: str | None, replay: list[str]
 ) -> tuple[int, Any]:
-    from .cli import _run_options, report_exit
 
     with open_state(args) as (_, storage):
         info = storage.get_run(run_id)
     dag, path = _stored_dag(info, target)
     # dagplugins.py beside the DAG file applies, as for `dagexec run FILE`
     run_pm = build_plugin_manager(plugin_args=args.plugin_args, dag_path=path)
-    options = {k: v for k, v in _run_options(args).items() if k not in _NOT_OPTIONS}
+    options = {k: v for k, v in run_options(args).items() if k not in _NOT_OPTIONS}
     config = Config(run_pm, options, dag_path=path)
     run_pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
     try:

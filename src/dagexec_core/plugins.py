@@ -31,6 +31,9 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("breaker", "dagexec_plugins.breaker"),
     ("deadletter", "dagexec_plugins.deadletter"),
     ("dask", "dagexec_plugins.dask"),
+    ("tracing", "dagexec_plugins.tracing"),
+    ("metrics", "dagexec_plugins.metrics"),
+    ("progress", "dagexec_plugins.progress"),
 )
 
 ENTRY_POINT_GROUP = "dagexec"

@@ -21,28 +21,21 @@ from dagexec_core.dag import Task
 from dagexec_core.errors import PluginError
 
 from .local import LocalExecutor
-
-
-def _inject() -> dict[str, str]:
-    from opentelemetry import propagate
-
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
+from .tracing import inject_context
 
 
 def call_in_trace(fn: Any, carrier: dict[str, str] | None, kwargs: dict[str, Any]) -> Any:
-    """Run on the worker: the body, inside the attempt's trace context."""
+    """Run on the worker: the body, inside the attempt's trace context.
+
+    `remote_context` also gives a worker process the exporter the run uses
+    (built from the worker's own OTEL_* variables), so its spans are sent.
+    """
     if not carrier:
         return fn(**kwargs)
-    from opentelemetry import context as otel_context
-    from opentelemetry import propagate
+    from dagexec_plugins.tracing import remote_context
 
-    token = otel_context.attach(propagate.extract(carrier))
-    try:
+    with remote_context(carrier):
         return fn(**kwargs)
-    finally:
-        otel_context.detach(token)
 
 
 def _unpicklable(task: Task, exc: BaseException) -> PluginError:
@@ -92,7 +85,7 @@ class DaskExecutor:
         if task.is_async or task.wants_ctx:
             return self.local.submit(task, kwargs, timeout, context)
         assert self.loop is not None and self.client is not None, "executor not started"
-        carrier = context.run(_inject) if context is not None else None
+        carrier = inject_context(context) if context is not None else None
         loop = self.loop
         result: asyncio.Future[Any] = loop.create_future()
         try:

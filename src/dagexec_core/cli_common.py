@@ -1,0 +1,129 @@
+"""What the commands that load or run a DAG share: DAG files, run flags, the report and exit codes.
+
+Exit codes: 0 every task completed; 1 a task failed; 2 usage, loading or
+validation error; 130 the run was cancelled (it stays resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .dag import Dag
+from .errors import UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def split_target(target: str) -> tuple[Path, str | None]:
+    """``path/to/file.py[:DAG]`` -> (path, dag name or None)."""
+    path, sep, name = target.rpartition(":")
+    if sep and path and not name.endswith(".py") and "/" not in name and "\\" not in name:
+        return Path(path), name or None
+    return Path(target), None
+
+
+
+def load_dags(path: Path) -> dict[str, Dag]:
+    """Import ``path`` and return the `Dag` objects it defines, by DAG name."""
+    if not path.is_file():
+        raise UsageError(f"DAG file {str(path)!r} not found; pass the path of a .py file that defines a Dag")
+    modname = f"dagexec_dagfile_{path.stem}"
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path}: cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise UsageError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except Exception as exc:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path.resolve() or f.filename == str(path)]
+        where = f"{path}:{frames[-1].lineno}" if frames else str(path)
+        raise UsageError(f"{where}: importing the DAG file raised {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    dags: dict[str, Dag] = {}
+    for value in vars(module).values():
+        if isinstance(value, Dag):
+            dags.setdefault(value.name, value)
+    for value in vars(module).values():
+        if isinstance(value, Dag) and not getattr(value, "source_file", None):
+            value.source_file = str(path)
+    return dags
+
+
+
+def pick_dag(target: str) -> tuple[Dag, Path]:
+    path, name = split_target(target)
+    dags = load_dags(path)
+    if not dags:
+        raise UsageError(f"{path} defines no Dag; create one with dag = Dag('name')")
+    if name is not None:
+        if name not in dags:
+            raise UsageError(f"{path} has no DAG named {name!r}; it defines: {', '.join(sorted(dags))}")
+        return dags[name], path
+    if len(dags) > 1:
+        listed = ", ".join(sorted(dags))
+        raise UsageError(
+            f"{path} defines several DAGs ({listed}); choose one with {path}:NAME, e.g. {path}:{sorted(dags)[0]}"
+        )
+    return next(iter(dags.values())), path
+
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concurrency", "-c", type=int, default=None, help="tasks running at once (default 32)")
+    p.add_argument("--state", default=None, help="SQLite state file (default .dagexec/state.db)")
+    p.add_argument("--no-persist", action="store_true", help="keep no state (nothing to resume)")
+    p.add_argument("--executor", default=None, help="task executor: local (default), process, dask")
+    p.add_argument("--json", action="store_true", help="print the run report as JSON")
+
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Every parsed option except the CLI's own plumbing, for `Config`."""
+    skip = {"func", "target", "command", "plugin_args", "json", "no_persist", "resume", "verbose", "quiet"}
+    opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    if args.no_persist:
+        opts["persist"] = False
+    opts["verbosity"] = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)  # -v/-q for plugins (progress)
+    return opts
+
+
+
+def report_exit(report: Any, args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(report_json(report), indent=2, default=str))
+    elif args.quiet < 1:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items()))
+        print(f"run {report.run_id} of DAG {report.dag_name!r} {report.status}: {counts} in {report.duration:.2f}s")
+        for name in report.failed:
+            print(f"  FAILED {name}: {report.records[name].error}")
+        if report.status == "cancelled":
+            print(f"  resume with: dagexec resume {report.run_id}")
+    if report.status == "cancelled":
+        return EXIT_CANCELLED
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    return {
+        "run_id": report.run_id,
+        "dag": report.dag_name,
+        "status": report.status,
+        "ok": report.ok,
+        "duration": report.duration,
+        "counts": report.counts(),
+        "failed": report.failed,
+        "metrics": report.metrics,
+        "tasks": {n: r.to_dict() for n, r in report.records.items()},
+    }
