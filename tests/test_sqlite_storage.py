@@ -267,7 +267,7 @@ def test_full_disk_rolls_back_the_whole_step_and_says_so(tmp_path: Path) -> None
     storage.conn.execute(f"PRAGMA max_page_count = {pages}")
     big = json.dumps("x" * 200_000)
     with pytest.raises(StateFileError, match="full.*rolled back"):
-        storage.write("r1", [("b", "running", 1, 2.0, None, None, None), ("a", "completed", 1, 1.0, 2.0, big, None)])
+        storage.write("r1", [("b", "running", 1, 2.0, None, None, None, None), ("a", "completed", 1, 1.0, 2.0, big, None, None)])
     storage.close()
     check = SqliteStorage(db)
     records = check.load_records("r1")
@@ -695,7 +695,7 @@ def test_write_is_one_transaction_per_call(tmp_path: Path) -> None:
     before = storage.conn.total_changes
     commits: list[str] = []
     storage.conn.set_trace_callback(commits.append)
-    storage.write("r1", [(n, "running", 1, 1.0, None, None, None) for n in names])
+    storage.write("r1", [(n, "running", 1, 1.0, None, None, None, None) for n in names])
     storage.conn.set_trace_callback(None)
     assert [s for s in commits if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
     assert storage.conn.total_changes - before == 2 * len(names)  # a record and a log entry per row

@@ -223,6 +223,12 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
         return EXIT_OK
     print(f"run {info.run_id} of DAG {info.dag_name!r}: {info.status}, started {_when(info.started_at)}, "
           f"{_duration(info)}; {_counts(info.counts)}")
+    if info.trace_id:
+        print(f"trace id: {info.trace_id}")
+        # a traced resume's tasks point to its own trace; name the others (--json shows every task's)
+        others = sorted({r.trace_id for r in records.values() if r.trace_id and r.trace_id != info.trace_id})
+        if others:
+            print(f"resumed in trace(s): {', '.join(others)}")
     rows = [("TASK", "STATE", "ATTEMPTS", "DURATION", "ERROR")]
     for rec in records.values():
         rows.append((rec.name, rec.state.value, str(rec.attempts), _seconds(rec), _short(rec.error)))

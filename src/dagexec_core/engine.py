@@ -65,6 +65,8 @@ CANCELLED = TaskState.CANCELLED
 
 _NO_RETRY = RetryPolicy(max_attempts=1)
 _MISSING = object()
+#: In `Run.trace_ids`: the record is (or will be) written by this invocation, so its trace is `Run.record_trace_id`.
+_THIS_INVOCATION: Any = object()
 
 EVENT_HOOKS = (
     "dagexec_run_started",
@@ -177,7 +179,7 @@ class Run:
     """One execution of a DAG. Plugins receive it as ``run`` in event hooks.
 
     Public: ``run_id``, ``dag``, ``config``, ``resumed_from``, ``started_at``,
-    ``blackboard``, ``cancelling``, `output_of`, `emit`.
+    ``blackboard``, ``cancelling``, ``trace_id``, ``record_trace_id``, `output_of`, `emit`.
     """
 
     def __init__(
@@ -203,7 +205,14 @@ class Run:
         self.blackboard: dict[str, Any] = {}
         self.cancelling = False
         self.started_at = time.time()
+        #: The run's trace (the first traced invocation's; stored in ``runs.trace_id``).
         self.trace_id: str | None = None
+        #: The trace of THIS invocation, written with every record row (a tracing plugin sets it in
+        #: ``dagexec_run_started``); None when untraced. Differs from `trace_id` on a traced resume.
+        self.record_trace_id: str | None = None
+        #: On resume only: the stored trace id of each task this invocation kept as it was, and
+        #: `_THIS_INVOCATION` for the others (`record` then answers `record_trace_id`).
+        self.trace_ids: list[Any] | None = None
         self.serializer: Serializer = config.getoption("serializer") or JsonSerializer()
         self.concurrency = int(config.getoption("concurrency") or 32)
         if self.concurrency < 1:
@@ -356,14 +365,20 @@ class Run:
         return {state.value: n for state, n in Counter(self.states).items()}
 
     def record(self, i: int) -> TaskRecord:
+        state = self.states[i]
+        trace_id = _THIS_INVOCATION if self.trace_ids is None or i >= len(self.trace_ids) else self.trace_ids[i]
+        if trace_id is _THIS_INVOCATION:
+            # as stored: a task this invocation has not written since it opened the run has no trace
+            trace_id = None if state is PENDING or state is READY else self.record_trace_id
         return TaskRecord(
             name=self.tasks[i].name,
-            state=self.states[i],
+            state=state,
             attempts=self.attempts[i],
             error=self.errors[i],
             started_at=self.started[i],
             finished_at=self.finished[i],
-            output=self.outputs[i] if self.states[i] is COMPLETED else None,
+            output=self.outputs[i] if state is COMPLETED else None,
+            trace_id=trace_id,
         )
 
     def metrics_snapshot(self, counts: dict[str, int] | None = None) -> dict[str, Any]:
@@ -461,7 +476,9 @@ class Run:
             if self.gc_was_enabled:
                 gc.enable()
             self.executor.start(self.loop, self.concurrency)
+            stored_trace = self.trace_id
             self._emit_event("dagexec_run_started", run=self)
+            self._stamp_trace(stored_trace)
             self._fail_interrupted()
             try:
                 await self._loop()
@@ -530,6 +547,7 @@ class Run:
         to_start: list[int] = []
         rows = self.rows
         persist = self.persist
+        trace_id = self.record_trace_id
         now = time.time()
         while self.slot_waiters and self.running < self.concurrency:
             fut = self.slot_waiters.pop(0)
@@ -548,7 +566,7 @@ class Run:
             self.started[i] = now
             self.running += 1
             if persist:
-                rows.append((task.name, "running", self.attempts[i], now, None, None, None))
+                rows.append((task.name, "running", self.attempts[i], now, None, None, None, trace_id))
             to_start.append(i)
         self._flush()
         for i in to_start:
@@ -641,7 +659,7 @@ class Run:
             self.finished[i] = now
             self.errors[i] = None
             if self.persist:
-                self.rows.append((task.name, "completed", self.attempts[i], self.started[i], now, text, None))
+                self.rows.append((task.name, "completed", self.attempts[i], self.started[i], now, text, None, self.record_trace_id))
             if task.breaker is not None:
                 self.breakers[task.breaker].record_success()
             self._finish(i)
@@ -671,7 +689,7 @@ class Run:
             self.last_delay[i] = delay
             if self.persist:
                 self.rows.append(
-                    (task.name, "retrying", attempt, self.started[i], None, None, self.errors[i])
+                    (task.name, "retrying", attempt, self.started[i], None, None, self.errors[i], self.record_trace_id)
                 )
             if self._h_task_retrying:
                 self._emit_event("dagexec_task_retrying", run=self, task=task, attempt=attempt, error=exc, delay=delay)
@@ -704,7 +722,10 @@ class Run:
             self.states[i] = DEAD_LETTERED
             if self.persist:
                 self.rows.append(
-                    (task.name, "dead_lettered", self.attempts[i], self.started[i], self.finished[i], None, self.errors[i])
+                    (
+                        task.name, "dead_lettered", self.attempts[i], self.started[i], self.finished[i], None,
+                        self.errors[i], self.record_trace_id,
+                    )
                 )
             if self._h_task_dead_lettered:
                 self._emit_event("dagexec_task_dead_lettered", run=self, task=task, entry=entry)
@@ -729,7 +750,9 @@ class Run:
         self.errors[i] = error
         self.finished[i] = now
         if self.persist:
-            self.rows.append((self.tasks[i].name, state.value, self.attempts[i], self.started[i], now, None, error))
+            self.rows.append(
+                (self.tasks[i].name, state.value, self.attempts[i], self.started[i], now, None, error, self.record_trace_id)
+            )
         if finish:
             self._finish(i)
 
@@ -854,7 +877,7 @@ class Run:
         self.started[c] = time.time()
         self.attempts[c] = 1
         if self.persist:
-            self.rows.append((task.name, "running", 1, self.started[c], None, None, None))
+            self.rows.append((task.name, "running", 1, self.started[c], None, None, None, self.record_trace_id))
         if self.persist and names:
             self.storage.add_tasks(self.run_id, names, {n: list(task.deps) for n in names})
         stack: list[int] = []
@@ -862,6 +885,9 @@ class Run:
         for j in new:
             stored = self.stored_extra.pop(self.tasks[j].name, None)
             if stored is not None and stored.state is COMPLETED:
+                if self.trace_ids is not None:  # reused as stored: it keeps its trace
+                    self.trace_ids.extend([_THIS_INVOCATION] * (j + 1 - len(self.trace_ids)))
+                    self.trace_ids[j] = stored.trace_id
                 self.states[j] = COMPLETED
                 self.outputs[j] = stored.output
                 self.attempts[j] = stored.attempts
@@ -893,7 +919,7 @@ class Run:
             self.finished[c] = now
             if self.persist:
                 text = encode_output(self.serializer, self.tasks[c].name, value)
-                self.rows.append((self.tasks[c].name, "completed", 1, self.started[c], now, text, None))
+                self.rows.append((self.tasks[c].name, "completed", 1, self.started[c], now, text, None, self.record_trace_id))
         stack.append(c)
 
     # -- breakers ------------------------------------------------------------
@@ -1072,6 +1098,8 @@ class Run:
             if name not in self.index:
                 self.stored_extra[name] = rec
         crashed: list[int] = []
+        trace_ids: list[Any] = [_THIS_INVOCATION] * len(self.tasks)
+        self.trace_ids = trace_ids
         for i, task in enumerate(self.tasks):
             found = records.get(task.name)
             if found is None:
@@ -1101,13 +1129,29 @@ class Run:
                 else:
                     state = PENDING
             self.states[i] = state
+            if state is rec.state and state in TERMINAL_STATES and i not in crashed:
+                trace_ids[i] = rec.trace_id  # kept as stored: it keeps the trace that wrote it
             if self.persist and state is not rec.state:
-                self.rows.append((task.name, state.value, self.attempts[i], self.started[i], self.finished[i], None, self.errors[i]))
+                self.rows.append((
+                    task.name, state.value, self.attempts[i], self.started[i], self.finished[i], None, self.errors[i],
+                    self.record_trace_id,
+                ))
         if new_names:
             self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
         self._start_roots(range(len(self.tasks)))
         self._flush()
         self.interrupted = crashed
+
+    def _stamp_trace(self, stored: str | None) -> None:
+        """After ``dagexec_run_started``: store the run's trace id if a plugin gave it one, and put this
+        invocation's trace on the rows built while opening the run and not written yet."""
+        if self.trace_id is not None and self.trace_id != stored:
+            set_trace_id = getattr(self.storage, "set_trace_id", None)
+            if set_trace_id is not None:
+                set_trace_id(self.run_id, self.trace_id)
+        trace_id = self.record_trace_id
+        if trace_id is not None and self.rows:
+            self.rows = [(*row[:7], None if row[1] == "pending" else trace_id) for row in self.rows]
 
     def _fail_interrupted(self) -> None:
         """Fail (and dead-letter) the tasks a crash interrupted on their last attempt; after run_started."""
@@ -1126,7 +1170,10 @@ class Run:
                 self.states[i] = CANCELLED
                 self.finished[i] = time.time()
                 if self.persist:
-                    self.rows.append((self.tasks[i].name, "cancelled", self.attempts[i], self.started[i], self.finished[i], None, self.errors[i]))
+                    self.rows.append((
+                        self.tasks[i].name, "cancelled", self.attempts[i], self.started[i], self.finished[i], None,
+                        self.errors[i], self.record_trace_id,
+                    ))
         self._flush()
 
 

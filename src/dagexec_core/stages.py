@@ -21,9 +21,12 @@ if TYPE_CHECKING:
 
 #: One row of a batched state write, kept a plain tuple because the engine
 #: builds one per transition:
-#: ``(task_name, state_value, attempts, started_at, finished_at, output_json, error)``.
-#: ``output_json`` is the JSON text of the output (only for ``completed``).
-RecordRow = tuple[str, str, int, "float | None", "float | None", "str | None", "str | None"]
+#: ``(task_name, state_value, attempts, started_at, finished_at, output_json, error, trace_id)``.
+#: ``output_json`` is the JSON text of the output (only for ``completed``); ``trace_id`` is the
+#: OpenTelemetry trace (32 hex digits) of the invocation writing the row (`Run.record_trace_id`), None
+#: when it is not traced. Storage keeps it with the record, so a resumed run's tasks point to the
+#: trace that ran them.
+RecordRow = tuple[str, str, int, "float | None", "float | None", "str | None", "str | None", "str | None"]
 
 
 @attrs.frozen
@@ -94,7 +97,12 @@ class Storage(Protocol):
         """Persist one scheduler step's transitions in one transaction."""
 
     def finish_run(self, run_id: str, status: str, finished_at: float, counts: Mapping[str, int]) -> None:
-        """Mark the run finished (or cancelled/failed) and release its lock."""
+        """Mark the run finished (or cancelled/failed) and release its lock.
+
+        Optional, not part of the protocol check: ``set_trace_id(run_id, trace_id)``, called once
+        after ``dagexec_run_started`` when a tracing plugin gave the run a trace id it did not have
+        stored (`RunInfo.trace_id`). Storage without it keeps no run-level trace id.
+        """
 
     def list_runs(self, limit: int = 20) -> list[RunInfo]: ...
 

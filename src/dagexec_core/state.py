@@ -75,6 +75,9 @@ class TaskRecord:
     started_at: float | None = None
     finished_at: float | None = None
     output: Any = None
+    #: The OpenTelemetry trace (32 hex digits) of the invocation that last wrote this record: a resumed
+    #: run's newly run tasks carry the resume's trace, the tasks it kept their own; None when untraced.
+    trace_id: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -91,4 +94,5 @@ class TaskRecord:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "duration": self.duration,
+            "trace_id": self.trace_id,
         }

@@ -49,8 +49,15 @@ class MemoryStorage:
 
     def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
         recs = self.records[run_id]
-        for name, state, attempts, started, finished, _output, error in rows:
-            recs[name] = TaskRecord(name, TaskState(state), attempts, error, started, finished)
+        for row in rows:
+            name, state, attempts, started, finished, _output, error = row[:7]
+            trace_id = row[7] if len(row) > 7 else None  # rows of the 7-element shape have no trace
+            recs[name] = TaskRecord(name, TaskState(state), attempts, error, started, finished, trace_id=trace_id)
+
+    def set_trace_id(self, run_id: str, trace_id: str | None) -> None:
+        """The run's trace id (see `Storage.finish_run`)."""
+        if run_id in self.runs:
+            self.runs[run_id] = attrs.evolve(self.runs[run_id], trace_id=trace_id)
 
     def finish_run(self, run_id: str, status: str, finished_at: float, counts: Mapping[str, int]) -> None:
         if run_id in self.runs:

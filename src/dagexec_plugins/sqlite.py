@@ -58,7 +58,7 @@ log = logging.getLogger("dagexec.sqlite")
 #: ``PRAGMA application_id`` of every dagexec state file ("dagx").
 APPLICATION_ID = 0x64616778
 #: The schema this code writes; a file with a higher version is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 DURABILITY = {"fast": "OFF", "normal": "NORMAL", "durable": "FULL"}
@@ -80,7 +80,7 @@ _STATES = {s.value: s for s in TaskState}
 _JSON_SCAN: Callable[[str, int], tuple[Any, int]] = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 _UPDATE_TASK = (
-    "UPDATE tasks SET state = ?, attempts = ?, started_at = ?, finished_at = ?, output = ?, error = ? "
+    "UPDATE tasks SET state = ?, attempts = ?, started_at = ?, finished_at = ?, output = ?, error = ?, trace_id = ? "
     "WHERE run_id = ? AND name = ?"
 )
 _INSERT_TRANSITION = "INSERT INTO transitions (run_id, id, task, state, attempts, at, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -235,8 +235,14 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
     conn.execute("DROP TABLE transitions_v1")
 
 
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
+    """``tasks.trace_id``: the OpenTelemetry trace of the invocation that last wrote the record (NULL when
+    untraced, and for every record written before version 3). A column added at the end: no row is rewritten."""
+    db.conn.execute("ALTER TABLE tasks ADD COLUMN trace_id TEXT")
+
+
 #: ``version -> step`` bringing a file from ``version - 1`` to ``version``.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
 
 
 # ---------------------------------------------------------------------------
@@ -606,7 +612,9 @@ class SqliteStorage:
         The hot path: no context manager, two prepared statements, one commit.
         """
         now = time.time()
-        updates = [(state, att, st, fin, out, err, run_id, name) for name, state, att, st, fin, out, err in rows]
+        updates = [
+            (state, att, st, fin, out, err, trace, run_id, name) for name, state, att, st, fin, out, err, trace in rows
+        ]
         with self._lock:
             conn = self._conn or self.conn
             if self._corrupt:
@@ -679,9 +687,9 @@ class SqliteStorage:
             )
         }
         base = conn.execute("SELECT coalesce(max(seq), -1) + 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()[0]
-        for k, (name, state, att, st, fin, out, err) in enumerate(r for r in rows if r[0] not in known):
+        for k, (name, state, att, st, fin, out, err, trace) in enumerate(r for r in rows if r[0] not in known):
             conn.execute(_INSERT_TASK, (run_id, name, base + k))
-            conn.execute(_UPDATE_TASK, (state, att, st, fin, out, err, run_id, name))
+            conn.execute(_UPDATE_TASK, (state, att, st, fin, out, err, trace, run_id, name))
             known.add(name)
 
     # -- checkpoints -------------------------------------------------------------
@@ -742,6 +750,11 @@ class SqliteStorage:
             )
         self._release(run_id)
 
+    def set_trace_id(self, run_id: str, trace_id: str | None) -> None:
+        """Store the run's trace id (``runs.trace_id``); the engine calls it once after ``dagexec_run_started``."""
+        with self._tx("record the trace id in") as conn:
+            conn.execute("UPDATE runs SET trace_id = ? WHERE run_id = ?", (trace_id, run_id))
+
     # -- reading -----------------------------------------------------------------
 
     _RUN_COLUMNS = (
@@ -794,7 +807,7 @@ class SqliteStorage:
         # order (no sort, no lookup through the key per row); ``+run_id`` keeps SQLite off the key.
         lo, hi = self._query("SELECT min(rowid), max(rowid) FROM tasks WHERE run_id = ?", (run_id,))[0]
         rows = self._query(
-            "SELECT name, state, attempts, error, started_at, finished_at, output FROM tasks "
+            "SELECT name, state, attempts, error, started_at, finished_at, output, trace_id FROM tasks "
             "WHERE rowid BETWEEN ? AND ? AND +run_id = ? ORDER BY rowid",
             (lo or 0, hi or -1, run_id),
         )
@@ -805,7 +818,7 @@ class SqliteStorage:
         states = _STATES
         completed = TaskState.COMPLETED
         records: dict[str, TaskRecord] = {}
-        for name, state, attempts, error, started, finished, output in rows:
+        for name, state, attempts, error, started, finished, output, trace_id in rows:
             st = states[state]
             value = None
             if st is completed and output is not None and output != "null":
@@ -824,7 +837,7 @@ class SqliteStorage:
                         f"the stored output of task {name!r} in run {run_id} cannot be decoded ({exc}); "
                         f"was it written with another serializer= ?"
                     ) from exc
-            records[name] = TaskRecord(name, st, attempts, error, started, finished, value)
+            records[name] = TaskRecord(name, st, attempts, error, started, finished, value, trace_id)
         return records
 
     def transitions(self, run_id: str) -> list[dict[str, Any]]:

@@ -267,6 +267,8 @@ class TraceEvents:
                 pass
         if run.trace_id is None:
             run.trace_id = format(original.trace_id, "032x") if original is not None else rs.trace_id
+        # this invocation's trace, stored with every record it writes (a resume's differs from run.trace_id)
+        run.record_trace_id = rs.trace_id
 
     @hookimpl
     def dagexec_run_finished(self, run: Run, report: RunReport) -> None:
