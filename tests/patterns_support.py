@@ -24,9 +24,9 @@ class DurableMemoryStorage(MemoryStorage):
 
     def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
         recs = self.records[run_id]
-        for name, state, attempts, started, finished, output, error in rows:
+        for name, state, attempts, started, finished, output, error, trace_id in rows:
             value = json.loads(output) if output is not None else None
-            recs[name] = TaskRecord(name, TaskState(state), attempts, error, started, finished, value)
+            recs[name] = TaskRecord(name, TaskState(state), attempts, error, started, finished, value, trace_id)
 
 
 class SharedStorage:
