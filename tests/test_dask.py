@@ -43,8 +43,9 @@ def test_unpicklable_task_fails_cleanly_and_the_run_goes_on() -> None:
     lock = threading.Lock()
     dag = Dag("dask-pickle")
     dag.add("fine", lambda: "ok")
-    dag.add("locked", lambda: lock.locked())
+    dag.add("locked", lambda: lock.locked(), retry=3)
     report = run(dag, persist=False, signals=False, executor="dask", dask_workers=1, dask_processes=False)
     assert report.outputs["fine"] == "ok"
     error = report.records["locked"].error or ""
     assert "task 'locked' could not be sent to the Dask cluster" in error and "picklable" in error
+    assert error.startswith("TaskPicklingError") and report.records["locked"].attempts == 1  # never retried

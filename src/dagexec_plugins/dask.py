@@ -18,7 +18,7 @@ from typing import Any
 from dagexec_core import hookimpl
 from dagexec_core.config import Config
 from dagexec_core.dag import Task
-from dagexec_core.errors import PluginError
+from dagexec_core.errors import PluginError, TaskPicklingError
 
 from .local import LocalExecutor
 from .tracing import inject_context
@@ -38,8 +38,8 @@ def call_in_trace(fn: Any, carrier: dict[str, str] | None, kwargs: dict[str, Any
         return fn(**kwargs)
 
 
-def _unpicklable(task: Task, exc: BaseException) -> PluginError:
-    return PluginError(
+def _unpicklable(task: Task, exc: BaseException) -> TaskPicklingError:
+    return TaskPicklingError(
         f"task {task.name!r} could not be sent to the Dask cluster: {exc}; a task's function and "
         f"inputs must be picklable (module-level functions or closures over plain data, no locks, "
         f"sockets or open files)"
