@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,25 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in list(os.environ):
         if var.startswith("OTEL_"):
             monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def restore_global_tracer_provider() -> Iterator[None]:
+    """A run that builds its own SDK provider makes it the global one; give the next test a clean process."""
+    yield
+    from otlp_receiver import reset_global_tracer_provider
+
+    reset_global_tracer_provider()
+
+
+@pytest.fixture
+def spans() -> tuple[object, object]:
+    """An SDK tracer provider exporting synchronously into memory: ``(provider, exporter)``."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter

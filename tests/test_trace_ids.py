@@ -8,28 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dagexec_core import Dag, run
 from dagexec_core.cli import main
 from dagexec_plugins.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteStorage
-from otlp_receiver import reset_global_tracer_provider
 
-
-@pytest.fixture(autouse=True)
-def _restore_global_tracer_provider() -> Any:
-    yield
-    reset_global_tracer_provider()
-
-
-@pytest.fixture
-def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
+pytestmark = pytest.mark.usefixtures("restore_global_tracer_provider")
 
 
 def run_trace(exporter: InMemorySpanExporter, dag_name: str) -> str:

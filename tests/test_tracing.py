@@ -14,22 +14,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from dagexec_core import Dag, PluginError, RetryPolicy, TaskState, hookimpl, run
 from dagexec_plugins.memory import MemoryStorage
 from dagexec_plugins.tracing import TracingConfigError, wanted_exporters
-from otlp_receiver import reset_global_tracer_provider
 
-
-@pytest.fixture(autouse=True)
-def _restore_global_tracer_provider() -> Any:
-    """A run that builds its own SDK provider makes it the global one; give the next test a clean process."""
-    yield
-    reset_global_tracer_provider()
-
-
-@pytest.fixture
-def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
+pytestmark = pytest.mark.usefixtures("restore_global_tracer_provider")
 
 
 def by_name(finished: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
