@@ -80,7 +80,7 @@ def read_state(db: Path) -> tuple[str | None, dict[str, str], str]:
         row = conn.execute("SELECT run_id FROM runs").fetchone() if _has_runs(conn) else None
         if row is None:
             return None, {}, integrity
-        states = dict(conn.execute("SELECT name, state FROM tasks WHERE run_id = ?", (row[0],)).fetchall())
+        states = dict(conn.execute("SELECT name, state FROM task_records WHERE run_id = ?", (row[0],)).fetchall())
         return row[0], states, integrity
     finally:
         conn.close()
@@ -167,7 +167,7 @@ def test_sigkill_at_random_instants_then_resume_loses_nothing_and_reruns_no_comp
 
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    rows = conn.execute("SELECT name, state, output FROM tasks WHERE run_id = ?", (run_id,)).fetchall()
+    rows = conn.execute("SELECT name, state, output FROM task_records WHERE run_id = ?", (run_id,)).fetchall()
     status = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
     conn.close()
     expected = expected_outputs()

@@ -88,7 +88,7 @@ def test_run_persists_by_default_to_dagexec_state_db_in_the_working_directory(tm
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # a new file goes through every migration step, as an old file does
     assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == list(range(1, SCHEMA_VERSION + 1))
-    rows = dict(conn.execute("SELECT name, output FROM tasks WHERE run_id = ?", (report.run_id,)).fetchall())
+    rows = dict(conn.execute("SELECT name, output FROM task_records WHERE run_id = ?", (report.run_id,)).fetchall())
     assert rows == {"extract": "[1,2,3]", "transform": "[2,4,6]", "load": "12"}
     status, dag_file = conn.execute("SELECT status, dag_file FROM runs").fetchone()
     assert status == "completed" and dag_file == str(Path(__file__).resolve())
@@ -325,9 +325,11 @@ def test_outputs_are_json_and_nothing_is_unpickled(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     report = run(simple_dag(), state=str(db))
     conn = sqlite3.connect(db)
-    # a planted pickle is returned as the text it is, never loaded
+    # a planted pickle is returned as the text it is, never loaded (an output is kept in the log entry
+    # that completed its task)
     conn.execute(
-        "UPDATE tasks SET output = ? WHERE name = 'load'", (json.dumps(pickle.dumps(print).hex()),)
+        "UPDATE transitions SET output = ? WHERE task = 'load' AND state = 'completed'",
+        (json.dumps(pickle.dumps(print).hex()),),
     )
     conn.commit()
     records = SqliteStorage(db).load_records(report.run_id)
@@ -345,7 +347,7 @@ def test_task_is_durable_running_before_its_body_and_completed_before_dependents
     def peek(name: str) -> tuple[str, int, str | None]:
         conn = sqlite3.connect(db)  # another connection: sees only committed data
         try:
-            return conn.execute("SELECT state, attempts, output FROM tasks WHERE name = ?", (name,)).fetchone()
+            return conn.execute("SELECT state, attempts, output FROM task_records WHERE name = ?", (name,)).fetchone()
         finally:
             conn.close()
 
@@ -696,10 +698,52 @@ def test_write_is_one_transaction_per_call(tmp_path: Path) -> None:
     commits: list[str] = []
     storage.conn.set_trace_callback(commits.append)
     storage.write("r1", [(n, "running", 1, 1.0, None, None, None, None) for n in names])
+    # a small step is one multi-row INSERT: a transaction by itself
+    storage.write("r1", [("t0", "completed", 1, 1.0, 2.0, "5", None, None), ("t1", "failed", 1, 1.0, 2.0, None, "boom", None)])
     storage.conn.set_trace_callback(None)
     assert [s for s in commits if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
-    assert storage.conn.total_changes - before == 2 * len(names)  # a record and a log entry per row
+    assert [s for s in commits if s.startswith("INSERT")][-1].count("), (") == 1
+    assert storage.conn.total_changes - before == len(names) + 2  # one log entry per row, nothing else
     storage.close()
+
+
+def test_records_logged_but_not_applied_are_read_as_they_stand(tmp_path: Path) -> None:
+    """A step only appends to the log; every reader (another process, a run under way or killed)
+    reads a task's newest log entry as its record."""
+    db = tmp_path / "s.db"
+    writer = SqliteStorage(db)
+    writer.create_run(RunInfo("r1", "d", "running", 1.0), ["a", "b", "c"], {"a": [], "b": ["a"], "c": []})
+    writer.write("r1", [("a", "running", 1, 1.0, None, None, None, "t" * 32), ("c", "running", 1, 1.0, None, None, None, None)])
+    writer.write("r1", [("a", "completed", 1, 1.0, 2.0, '{"rows": [1, 2]}', None, "t" * 32)])
+    writer.write("r1", [("c", "failed", 1, 1.0, 2.5, None, "ValueError: no", None), ("b", "running", 1, 2.0, None, None, None, None)])
+    writer.write("r1", [("extra", "completed", 1, 3.0, 4.0, "7", None, None)])  # a task the run did not declare
+
+    reader = SqliteStorage(db)  # another process's view
+    records = reader.load_records("r1")
+    assert records["a"].state is TaskState.COMPLETED and records["a"].output == {"rows": [1, 2]}
+    assert records["a"].trace_id == "t" * 32 and records["a"].finished_at == 2.0
+    assert records["b"].state is TaskState.RUNNING and records["c"].error == "ValueError: no"
+    assert records["extra"].output == 7
+    counts = reader.get_run("r1").counts
+    assert counts == {"completed": 1, "running": 1, "failed": 1}
+    conn = sqlite3.connect(db)
+    # the raw table still says pending; the view says what stands
+    assert dict(conn.execute("SELECT name, state FROM tasks WHERE run_id = 'r1'")) == {
+        "a": "pending", "b": "pending", "c": "pending",
+    }
+    view = {n: (s, o) for n, s, o in conn.execute("SELECT name, state, output FROM task_records WHERE run_id = 'r1'")}
+    assert view == {"a": ("completed", '{"rows": [1, 2]}'), "b": ("running", None), "c": ("failed", None)}
+
+    writer.write("r1", [("b", "completed", 1, 2.0, 3.0, "null", None, None)])
+    writer.finish_run("r1", "failed", 5.0, {"completed": 3, "failed": 1})
+    writer.close()
+    # the log is the record: ``tasks`` keeps each task's first row, and an output is stored once
+    assert set(conn.execute("SELECT state FROM tasks WHERE run_id = 'r1'")) == {("pending",)}
+    assert conn.execute("SELECT count(*) FROM tasks WHERE output IS NOT NULL").fetchone()[0] == 0
+    final = SqliteStorage(db).load_records("r1")
+    assert final["b"].state is TaskState.COMPLETED and final["b"].output is None
+    assert {n: r for n, r in final.items() if n != "b"} == {n: r for n, r in records.items() if n != "b"}
+    conn.close()
 
 
 def test_a_cancelled_run_is_resumable_from_the_state_file(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ log = logging.getLogger("dagexec.sqlite")
 #: ``PRAGMA application_id`` of every dagexec state file ("dagx").
 APPLICATION_ID = 0x64616778
 #: The schema this code writes; a file with a higher version is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 DURABILITY = {"fast": "OFF", "normal": "NORMAL", "durable": "FULL"}
@@ -79,11 +79,19 @@ _STATES = {s.value: s for s in TaskState}
 #: The C scanner behind ``json.loads`` (see `SqliteStorage._load`).
 _JSON_SCAN: Callable[[str, int], tuple[Any, int]] = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
-_UPDATE_TASK = (
-    "UPDATE tasks SET state = ?, attempts = ?, started_at = ?, finished_at = ?, output = ?, error = ?, trace_id = ? "
-    "WHERE run_id = ? AND name = ?"
+#: A log entry is the whole record of a task as one step left it (schema 4).
+_LOG_COLUMNS = "(id, run_id, task, state, attempts, at, error, started_at, finished_at, output, trace_id)"
+_LOG_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_LOG = f"INSERT INTO transitions {_LOG_COLUMNS} VALUES {_LOG_VALUES}"
+#: Steps of up to this many rows are one multi-row INSERT, a transaction by itself (no BEGIN/COMMIT).
+MULTI_ROW_MAX = 16
+_INSERT_LOG_N = {k: f"INSERT INTO transitions {_LOG_COLUMNS} VALUES " + ", ".join([_LOG_VALUES] * k)
+                 for k in range(1, MULTI_ROW_MAX + 1)}
+#: The newest log entry of each task in a range of a run's log (SQLite takes the bare columns from the max row).
+_LATEST = (
+    "SELECT run_id, task, state, attempts, error, started_at, finished_at, trace_id, max(id) AS id "
+    "FROM transitions WHERE id BETWEEN ? AND ? GROUP BY task"
 )
-_INSERT_TRANSITION = "INSERT INTO transitions (run_id, id, task, state, attempts, at, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_TASK = "INSERT OR IGNORE INTO tasks (run_id, name, seq, state, attempts) VALUES (?, ?, ?, 'pending', 0)"
 _INSERT_FINGERPRINT = (
     "INSERT INTO run_fingerprints (run_id, part, deps) "
@@ -241,8 +249,56 @@ def _migrate_to_3(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE tasks ADD COLUMN trace_id TEXT")
 
 
+#: Every task record as it stands, log entries not applied yet included: what to query the file with
+#: from outside dagexec (``SELECT name, state FROM task_records WHERE run_id = ?``).
+_TASK_RECORDS_VIEW = f"""
+CREATE VIEW task_records AS
+WITH pending AS (
+    SELECT l.run_id, l.task, l.state, l.attempts, l.error, l.started_at, l.finished_at, l.output, l.trace_id,
+           max(l.id) AS id
+    FROM runs AS r JOIN transitions AS l
+      ON l.id BETWEEN r.log_applied + 1 AND (r.num << {LOG_ID_BITS}) + {(1 << LOG_ID_BITS) - 1}
+    WHERE r.log_applied IS NOT NULL
+    GROUP BY l.run_id, l.task
+)
+SELECT t.run_id AS run_id, t.name AS name,
+       CASE WHEN p.id IS NULL THEN t.state ELSE p.state END AS state,
+       CASE WHEN p.id IS NULL THEN t.attempts ELSE p.attempts END AS attempts,
+       CASE WHEN p.id IS NULL THEN t.started_at ELSE p.started_at END AS started_at,
+       CASE WHEN p.id IS NULL THEN t.finished_at ELSE p.finished_at END AS finished_at,
+       CASE WHEN p.id IS NULL THEN t.output ELSE p.output END AS output,
+       CASE WHEN p.id IS NULL THEN t.error ELSE p.error END AS error,
+       CASE WHEN p.id IS NULL THEN t.trace_id ELSE p.trace_id END AS trace_id
+FROM tasks AS t
+LEFT JOIN pending AS p ON p.run_id = t.run_id AND p.task = t.name
+"""
+
+
+def _migrate_to_4(db: sqlite_utils.Database) -> None:
+    """The transition log carries whole records, and is all a scheduler step writes.
+
+    - ``transitions`` gains ``started_at``, ``finished_at``, ``output`` and ``trace_id``: an entry is the
+      task's whole record as the step left it, so a step is one append to one tree (one WAL page,
+      usually) and a task's record is its newest entry.
+    - ``runs.log_applied``: the id of the last log entry whose record is already in ``tasks``. A run
+      created from version 4 on has nothing there (``num << 32`` minus one) but each task's first row;
+      a run written before has every record in ``tasks`` and log entries without them: its mark is
+      NULL until it is first resumed, then its last entry.
+    - the ``task_records`` view: every record as it stands, for anyone reading the file with SQL.
+
+    Columns added at the end: no row is rewritten.
+    """
+    conn = db.conn
+    for column, kind in (("started_at", "FLOAT"), ("finished_at", "FLOAT"), ("output", "TEXT"), ("trace_id", "TEXT")):
+        conn.execute(f"ALTER TABLE transitions ADD COLUMN {column} {kind}")
+    conn.execute("ALTER TABLE runs ADD COLUMN log_applied INTEGER")
+    conn.execute(_TASK_RECORDS_VIEW)
+
+
 #: ``version -> step`` bringing a file from ``version - 1`` to ``version``.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4,
+}
 
 
 # ---------------------------------------------------------------------------
@@ -504,11 +560,12 @@ class SqliteStorage:
             num = conn.execute("SELECT coalesce(max(num), 0) + 1 FROM runs").fetchone()[0]
             conn.execute(
                 "INSERT INTO runs (run_id, dag_name, dag_file, status, started_at, task_count, trace_id, meta, "
-                "lock_pid, lock_host, lock_started, lock_heartbeat, num) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "lock_pid, lock_host, lock_started, lock_heartbeat, num, log_applied) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id, run.dag_name, dag_file or self.dag_file, "running", run.started_at,
                     len(task_names), run.trace_id, json.dumps(dict(run.meta or {})),
-                    self._pid, self._host, self._started, now, num,
+                    self._pid, self._host, self._started, now, num, (num << LOG_ID_BITS) - 1,
                 ),
             )
             conn.executemany(_INSERT_TASK, [(run.run_id, n, k) for k, n in enumerate(task_names)])
@@ -579,6 +636,7 @@ class SqliteStorage:
             # Read everything before taking the lock: a file found corrupt meanwhile is left as it was.
             info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
             records = self._load(run_id)
+            self._mark_legacy_log(conn, run_id)
             # the documents are read now (a corrupt file is found before the lock is written), decoded only if asked
             parts = [r[0] for r in conn.execute(
                 "SELECT deps FROM run_fingerprints WHERE run_id = ? ORDER BY part", (run_id,)
@@ -607,27 +665,39 @@ class SqliteStorage:
             conn.execute(_INSERT_FINGERPRINT, (run_id, run_id, text))
 
     def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
-        """One scheduler step in one transaction: task records and their transition log together.
+        """One scheduler step in one transaction: each row appended to the run's log as a whole record.
 
-        The hot path: no context manager, two prepared statements, one commit.
+        The hot path: a step of up to `MULTI_ROW_MAX` rows is one multi-row INSERT, a transaction by
+        itself, into one tree, at its end. Nothing else is written: a task's record is its newest log
+        entry (`_load`), its ``tasks`` row only until it has one.
         """
         now = time.time()
-        updates = [
-            (state, att, st, fin, out, err, trace, run_id, name) for name, state, att, st, fin, out, err, trace in rows
-        ]
         with self._lock:
             conn = self._conn or self.conn
             if self._corrupt:
                 raise self._corrupt_error()
             if self._before_resume:
                 self._before_resume.pop(run_id, None)
+            seq = self._log_seq.get(run_id)
             try:
-                try:
-                    seq = self._write_step(conn, run_id, rows, updates, self._log_seq.get(run_id), now)
-                except sqlite3.IntegrityError:
-                    # another storage object appended to this run's log meanwhile: append after it
-                    seq = self._write_step(conn, run_id, rows, updates, None, now)
+                if seq is not None and len(rows) <= MULTI_ROW_MAX:
+                    params: list[Any] = []
+                    k = seq
+                    for name, state, att, st, fin, out, err, trace in rows:
+                        params += (k, run_id, name, state, att, now, err, st, fin, out, trace)
+                        k += 1
+                    try:
+                        conn.execute(_INSERT_LOG_N[len(rows)], params)
+                    except sqlite3.IntegrityError:
+                        # another storage object appended to this run's log meanwhile: append after it
+                        seq = self._write_step(conn, run_id, rows, None, now)
+                else:
+                    try:
+                        seq = self._write_step(conn, run_id, rows, seq, now)
+                    except sqlite3.IntegrityError:
+                        seq = self._write_step(conn, run_id, rows, None, now)
             except sqlite3.Error as exc:
+                self._log_seq.pop(run_id, None)
                 raise self._error("write to", exc) from exc
             self._log_seq[run_id] = seq + len(rows)
             self._commits += 1
@@ -635,19 +705,19 @@ class SqliteStorage:
                 self._request_checkpoint()
 
     def _write_step(
-        self, conn: sqlite3.Connection, run_id: str, rows: Sequence[RecordRow], updates: list[tuple[Any, ...]],
-        seq: int | None, now: float,
+        self, conn: sqlite3.Connection, run_id: str, rows: Sequence[RecordRow], seq: int | None, now: float
     ) -> int:
-        """`write`'s transaction, rolled back whole on any error; returns the first log seq it used."""
+        """`write` inside BEGIN/COMMIT, rolled back whole on any error; returns the first log id it used."""
         try:
             conn.execute("BEGIN")
             if seq is None:  # the first write of a run this storage did not create or resume
                 seq = self._next_log_seq(conn, run_id)
-            cur = conn.executemany(_UPDATE_TASK, updates)
-            if cur.rowcount != len(rows):
-                self._insert_missing(conn, run_id, rows)
             conn.executemany(
-                _INSERT_TRANSITION, [(run_id, seq + k, row[0], row[1], row[2], now, row[6]) for k, row in enumerate(rows)]
+                _INSERT_LOG,
+                [
+                    (seq + k, run_id, name, state, att, now, err, st, fin, out, trace)
+                    for k, (name, state, att, st, fin, out, err, trace) in enumerate(rows)
+                ],
             )
             conn.execute("COMMIT")
             return seq
@@ -676,21 +746,19 @@ class SqliteStorage:
             raise UsageError(f"run {run_id!r} is not in this state file; create or resume it first")
         return int(row[0]) << LOG_ID_BITS
 
-    def _insert_missing(self, conn: sqlite3.Connection, run_id: str, rows: Sequence[RecordRow]) -> None:
-        """Rows for tasks the file does not know yet (a storage shared by an older run): add them."""
-        names = {r[0] for r in rows}
-        known = {
-            r[0]
-            for r in conn.execute(
-                f"SELECT name FROM tasks WHERE run_id = ? AND name IN ({','.join('?' * len(names))})",
-                (run_id, *names),
-            )
-        }
-        base = conn.execute("SELECT coalesce(max(seq), -1) + 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()[0]
-        for k, (name, state, att, st, fin, out, err, trace) in enumerate(r for r in rows if r[0] not in known):
-            conn.execute(_INSERT_TASK, (run_id, name, base + k))
-            conn.execute(_UPDATE_TASK, (state, att, st, fin, out, err, trace, run_id, name))
-            known.add(name)
+    @staticmethod
+    def _mark_legacy_log(conn: sqlite3.Connection, run_id: str) -> None:
+        """A run written before schema 4 keeps its records in ``tasks`` and log entries without them:
+        mark all of its entries as already in ``tasks``, so only the entries logged from now on are
+        read as records (in the caller's transaction)."""
+        row = conn.execute("SELECT num, log_applied FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or row[0] is None or row[1] is not None:
+            return
+        lo = int(row[0]) << LOG_ID_BITS
+        top = conn.execute(
+            "SELECT max(id) FROM transitions WHERE id BETWEEN ? AND ?", (lo, lo + (1 << LOG_ID_BITS) - 1)
+        ).fetchone()[0]
+        conn.execute("UPDATE runs SET log_applied = ? WHERE run_id = ?", (lo - 1 if top is None else top, run_id))
 
     # -- checkpoints -------------------------------------------------------------
 
@@ -759,19 +827,17 @@ class SqliteStorage:
 
     _RUN_COLUMNS = (
         "run_id, dag_name, status, started_at, finished_at, task_count, counts, trace_id, meta, dag_file, "
-        "lock_pid, lock_host, lock_started, lock_heartbeat"
+        "lock_pid, lock_host, lock_started, lock_heartbeat, num, log_applied"
     )
 
     def _run_info(self, row: Sequence[Any], with_counts: bool = True) -> RunInfo:
         run_id, dag_name, status, started, finished, task_count, counts, trace_id, meta, dag_file = row[:10]
-        if status == "running" and self._holder(row[10:]) is None:
+        if status == "running" and self._holder(row[10:14]) is None:
             status = "crashed"  # its driver died without finishing it: resumable
         if not with_counts:
             counts_map: dict[str, int] = {}
         elif counts is None or status in ("running", "crashed"):
-            counts_map = dict(
-                self._query("SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state", (run_id,))
-            )
+            counts_map = self._count_states(run_id, row[14], row[15])
         else:
             counts_map = json.loads(counts)
         meta_map = json.loads(meta) if meta else {}
@@ -780,6 +846,19 @@ class SqliteStorage:
         return RunInfo(
             run_id=run_id, dag_name=dag_name, status=status, started_at=started, finished_at=finished,
             task_count=task_count or 0, counts=counts_map, trace_id=trace_id, meta=meta_map,
+        )
+
+    def _count_states(self, run_id: str, num: int | None, mark: int | None) -> dict[str, int]:
+        """Tasks per state, the log entries not applied to ``tasks`` yet taken into account."""
+        if num is None or mark is None:
+            return dict(self._query("SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state", (run_id,)))
+        hi = (int(num) << LOG_ID_BITS) + (1 << LOG_ID_BITS) - 1
+        return dict(
+            self._query(
+                "SELECT coalesce(p.state, t.state) AS s, count(*) FROM tasks AS t "
+                f"LEFT JOIN ({_LATEST}) AS p ON p.task = t.name WHERE t.run_id = ? GROUP BY s",
+                (mark + 1, hi, run_id),
+            )
         )
 
     def list_runs(self, limit: int = 20) -> list[RunInfo]:
@@ -805,12 +884,27 @@ class SqliteStorage:
         """Every record of a run in one query, outputs decoded (never unpickled)."""
         # A run's rows are written in task order, so they are read as one range of the table in rowid
         # order (no sort, no lookup through the key per row); ``+run_id`` keeps SQLite off the key.
+        # A task's record is its newest entry in the run's log after ``log_applied``, else its ``tasks``
+        # row (a task not started yet, or a run written before schema 4).
         lo, hi = self._query("SELECT min(rowid), max(rowid) FROM tasks WHERE run_id = ?", (run_id,))[0]
         rows = self._query(
             "SELECT name, state, attempts, error, started_at, finished_at, output, trace_id FROM tasks "
             "WHERE rowid BETWEEN ? AND ? AND +run_id = ? ORDER BY rowid",
             (lo or 0, hi or -1, run_id),
         )
+        found = self._query("SELECT num, log_applied FROM runs WHERE run_id = ?", (run_id,))
+        if found and found[0][0] is not None and found[0][1] is not None:
+            top = (int(found[0][0]) << LOG_ID_BITS) + (1 << LOG_ID_BITS) - 1
+            pending = self._query(
+                "SELECT task, state, attempts, error, started_at, finished_at, output, trace_id, max(id) "
+                "FROM transitions WHERE id BETWEEN ? AND ? GROUP BY task ORDER BY 9",
+                (found[0][1] + 1, top),
+            )
+            if pending:
+                merged = {r[0]: r for r in rows}
+                for r in pending:
+                    merged[r[0]] = r[:8]
+                rows = list(merged.values())
         # JSON (the default) is read by the decoder's C scanner, without json.loads' per-call layers; a
         # text the scanner does not take whole goes through json.loads, which names what is wrong with it.
         scan = _JSON_SCAN if type(self.serializer) is JsonSerializer else None
