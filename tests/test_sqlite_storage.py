@@ -725,21 +725,18 @@ def test_records_logged_but_not_applied_are_read_as_they_stand(tmp_path: Path) -
     assert records["b"].state is TaskState.RUNNING and records["c"].error == "ValueError: no"
     assert records["extra"].output == 7
     counts = reader.get_run("r1").counts
-    assert counts == {"completed": 1, "running": 1, "failed": 1}
+    assert counts == {"completed": 2, "running": 1, "failed": 1}  # "extra" has a record too
     conn = sqlite3.connect(db)
-    # the raw table still says pending; the view says what stands
-    assert dict(conn.execute("SELECT name, state FROM tasks WHERE run_id = 'r1'")) == {
-        "a": "pending", "b": "pending", "c": "pending",
-    }
+    # no row per task: the run's tasks are its dependency documents' names; the view says what stands
+    assert conn.execute("SELECT count(*) FROM tasks WHERE run_id = 'r1'").fetchone()[0] == 0
     view = {n: (s, o) for n, s, o in conn.execute("SELECT name, state, output FROM task_records WHERE run_id = 'r1'")}
     assert view == {"a": ("completed", '{"rows": [1, 2]}'), "b": ("running", None), "c": ("failed", None)}
 
     writer.write("r1", [("b", "completed", 1, 2.0, 3.0, "null", None, None)])
     writer.finish_run("r1", "failed", 5.0, {"completed": 3, "failed": 1})
     writer.close()
-    # the log is the record: ``tasks`` keeps each task's first row, and an output is stored once
-    assert set(conn.execute("SELECT state FROM tasks WHERE run_id = 'r1'")) == {("pending",)}
-    assert conn.execute("SELECT count(*) FROM tasks WHERE output IS NOT NULL").fetchone()[0] == 0
+    # the log is the record, and an output is stored once
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
     final = SqliteStorage(db).load_records("r1")
     assert final["b"].state is TaskState.COMPLETED and final["b"].output is None
     assert {n: r for n, r in final.items() if n != "b"} == {n: r for n, r in records.items() if n != "b"}
@@ -912,10 +909,10 @@ def test_corruption_found_inside_a_state_file_stops_all_writes_to_it(tmp_path: P
     page = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()
     conn = sqlite3.connect(db)
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'transitions'").fetchone()[0]
     conn.close()
     data = bytearray(db.read_bytes())
-    # the tasks table's root page becomes garbage; the runs table stays readable and writable
+    # the root page of the log (where the records are) becomes garbage; the runs table stays readable and writable
     data[(root - 1) * page : (root - 1) * page + 64] = b"\xff" * 64
     db.write_bytes(bytes(data))
     before = sha(db)

@@ -92,7 +92,6 @@ _LATEST = (
     "SELECT run_id, task, state, attempts, error, started_at, finished_at, trace_id, max(id) AS id "
     "FROM transitions WHERE id BETWEEN ? AND ? GROUP BY task"
 )
-_INSERT_TASK = "INSERT OR IGNORE INTO tasks (run_id, name, seq, state, attempts) VALUES (?, ?, ?, 'pending', 0)"
 _INSERT_FINGERPRINT = (
     "INSERT INTO run_fingerprints (run_id, part, deps) "
     "VALUES (?, (SELECT coalesce(max(part), -1) + 1 FROM run_fingerprints WHERE run_id = ?), ?)"
@@ -253,7 +252,11 @@ def _migrate_to_3(db: sqlite_utils.Database) -> None:
 #: from outside dagexec (``SELECT name, state FROM task_records WHERE run_id = ?``).
 _TASK_RECORDS_VIEW = f"""
 CREATE VIEW task_records AS
-WITH pending AS (
+WITH names AS (
+    SELECT f.run_id AS run_id, j.key AS name FROM run_fingerprints AS f, json_each(f.deps) AS j
+    GROUP BY f.run_id, j.key
+),
+logged AS (
     SELECT l.run_id, l.task, l.state, l.attempts, l.error, l.started_at, l.finished_at, l.output, l.trace_id,
            max(l.id) AS id
     FROM runs AS r JOIN transitions AS l
@@ -261,16 +264,17 @@ WITH pending AS (
     WHERE r.log_applied IS NOT NULL
     GROUP BY l.run_id, l.task
 )
-SELECT t.run_id AS run_id, t.name AS name,
-       CASE WHEN p.id IS NULL THEN t.state ELSE p.state END AS state,
-       CASE WHEN p.id IS NULL THEN t.attempts ELSE p.attempts END AS attempts,
+SELECT n.run_id AS run_id, n.name AS name,
+       CASE WHEN p.id IS NULL THEN coalesce(t.state, 'pending') ELSE p.state END AS state,
+       CASE WHEN p.id IS NULL THEN coalesce(t.attempts, 0) ELSE p.attempts END AS attempts,
        CASE WHEN p.id IS NULL THEN t.started_at ELSE p.started_at END AS started_at,
        CASE WHEN p.id IS NULL THEN t.finished_at ELSE p.finished_at END AS finished_at,
        CASE WHEN p.id IS NULL THEN t.output ELSE p.output END AS output,
        CASE WHEN p.id IS NULL THEN t.error ELSE p.error END AS error,
        CASE WHEN p.id IS NULL THEN t.trace_id ELSE p.trace_id END AS trace_id
-FROM tasks AS t
-LEFT JOIN pending AS p ON p.run_id = t.run_id AND p.task = t.name
+FROM names AS n
+LEFT JOIN tasks AS t ON t.run_id = n.run_id AND t.name = n.name
+LEFT JOIN logged AS p ON p.run_id = n.run_id AND p.task = n.name
 """
 
 
@@ -279,11 +283,12 @@ def _migrate_to_4(db: sqlite_utils.Database) -> None:
 
     - ``transitions`` gains ``started_at``, ``finished_at``, ``output`` and ``trace_id``: an entry is the
       task's whole record as the step left it, so a step is one append to one tree (one WAL page,
-      usually) and a task's record is its newest entry.
-    - ``runs.log_applied``: the id of the last log entry whose record is already in ``tasks``. A run
-      created from version 4 on has nothing there (``num << 32`` minus one) but each task's first row;
-      a run written before has every record in ``tasks`` and log entries without them: its mark is
-      NULL until it is first resumed, then its last entry.
+      usually), and a task's record is its newest entry.
+    - ``tasks`` gets no rows for runs created from version 4 on: a run's tasks are the names in its
+      ``run_fingerprints`` documents, pending until they have a log entry.
+    - ``runs.log_applied``: the id of the last log entry that is not a record. A run created from
+      version 4 on has ``num << 32`` minus one (every entry is a record). A run written before has its
+      records in ``tasks`` and entries without them: NULL until it is first resumed, then its last entry.
     - the ``task_records`` view: every record as it stands, for anyone reading the file with SQL.
 
     Columns added at the end: no row is rewritten.
@@ -370,6 +375,8 @@ class SqliteStorage:
         self._conn: sqlite3.Connection | None = None
         # run -> id of its next transition-log entry (one process drives a run: the file's lock)
         self._log_seq: dict[str, int] = {}
+        # run -> the names of its tasks (kept by the storage that created or resumed it)
+        self._known: dict[str, set[str]] = {}
         self._commits = 0  # since the last checkpoint was asked for
         self._checkpoint_wake: threading.Event | None = None
         self._checkpoint_thread: threading.Thread | None = None
@@ -568,13 +575,13 @@ class SqliteStorage:
                     self._pid, self._host, self._started, now, num, (num << LOG_ID_BITS) - 1,
                 ),
             )
-            conn.executemany(_INSERT_TASK, [(run.run_id, n, k) for k, n in enumerate(task_names)])
             text = fingerprint_text({n: dag_fingerprint.get(n, ()) for n in task_names})
             conn.execute(_INSERT_FINGERPRINT, (run.run_id, run.run_id, text))
             conn.execute(
                 "UPDATE runs SET dag_digest = ? WHERE run_id = ?", (fingerprint_digest(text=text), run.run_id)
             )
         self._log_seq[run.run_id] = num << LOG_ID_BITS
+        self._known[run.run_id] = set(task_names)
         self._hold(run.run_id)
 
     def _holder(self, row: Sequence[Any]) -> str | None:
@@ -635,13 +642,11 @@ class SqliteStorage:
                 )
             # Read everything before taking the lock: a file found corrupt meanwhile is left as it was.
             info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
-            records = self._load(run_id)
+            parts = self._fingerprint_parts(run_id)  # a damaged file is found before the lock is written
+            records = self._load(run_id, parts)
             self._mark_legacy_log(conn, run_id)
-            # the documents are read now (a corrupt file is found before the lock is written), decoded only if asked
-            parts = [r[0] for r in conn.execute(
-                "SELECT deps FROM run_fingerprints WHERE run_id = ? ORDER BY part", (run_id,)
-            )]
             fingerprint = StoredFingerprint(parts, row[7], run_id)
+            self._known[run_id] = set(records)
             self._log_seq[run_id] = self._next_log_seq(conn, run_id)
             conn.execute(
                 "UPDATE runs SET status = 'running', finished_at = NULL, lock_pid = ?, lock_host = ?, "
@@ -655,14 +660,18 @@ class SqliteStorage:
     def add_tasks(self, run_id: str, task_names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> None:
         if not task_names:
             return
+        known = self._known.get(run_id)
+        if known is None:
+            known = set(self._task_names(run_id))
+        new = [n for n in dict.fromkeys(task_names) if n not in known]
         with self._tx("add tasks to") as conn:
-            base = conn.execute("SELECT coalesce(max(seq), -1) + 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()[0]
-            cur = conn.executemany(_INSERT_TASK, [(run_id, n, base + k) for k, n in enumerate(task_names)])
-            if cur.rowcount > 0:
-                conn.execute("UPDATE runs SET task_count = task_count + ? WHERE run_id = ?", (cur.rowcount, run_id))
+            if new:
+                conn.execute("UPDATE runs SET task_count = task_count + ? WHERE run_id = ?", (len(new), run_id))
             # tasks already known keep the dependencies first recorded for them (earlier parts win)
             text = fingerprint_text({n: deps.get(n, ()) for n in task_names})
             conn.execute(_INSERT_FINGERPRINT, (run_id, run_id, text))
+        known.update(new)
+        self._known[run_id] = known
 
     def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
         """One scheduler step in one transaction: each row appended to the run's log as a whole record.
@@ -837,7 +846,7 @@ class SqliteStorage:
         if not with_counts:
             counts_map: dict[str, int] = {}
         elif counts is None or status in ("running", "crashed"):
-            counts_map = self._count_states(run_id, row[14], row[15])
+            counts_map = self._count_states(run_id, row[14], row[15], task_count or 0)
         else:
             counts_map = json.loads(counts)
         meta_map = json.loads(meta) if meta else {}
@@ -848,18 +857,25 @@ class SqliteStorage:
             task_count=task_count or 0, counts=counts_map, trace_id=trace_id, meta=meta_map,
         )
 
-    def _count_states(self, run_id: str, num: int | None, mark: int | None) -> dict[str, int]:
-        """Tasks per state, the log entries not applied to ``tasks`` yet taken into account."""
-        if num is None or mark is None:
+    def _count_states(self, run_id: str, num: int | None, mark: int | None, task_count: int) -> dict[str, int]:
+        """Tasks per state: their newest log entries, else their ``tasks`` rows, else pending."""
+        if num is None or mark is None:  # written before schema 4, never resumed since: all in ``tasks``
             return dict(self._query("SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state", (run_id,)))
         hi = (int(num) << LOG_ID_BITS) + (1 << LOG_ID_BITS) - 1
-        return dict(
+        counts = dict(
             self._query(
-                "SELECT coalesce(p.state, t.state) AS s, count(*) FROM tasks AS t "
-                f"LEFT JOIN ({_LATEST}) AS p ON p.task = t.name WHERE t.run_id = ? GROUP BY s",
-                (mark + 1, hi, run_id),
+                "SELECT state, count(*) FROM ("
+                "SELECT state FROM tasks WHERE run_id = ?1 AND name NOT IN "
+                "(SELECT task FROM transitions WHERE id BETWEEN ?2 AND ?3) "
+                "UNION ALL SELECT state FROM (SELECT task, state, max(id) FROM transitions "
+                "WHERE id BETWEEN ?2 AND ?3 GROUP BY task)) GROUP BY state",
+                (run_id, mark + 1, hi),
             )
         )
+        missing = task_count - sum(counts.values())
+        if missing > 0:
+            counts["pending"] = counts.get("pending", 0) + missing
+        return counts
 
     def list_runs(self, limit: int = 20) -> list[RunInfo]:
         rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
@@ -880,31 +896,62 @@ class SqliteStorage:
         self.get_run(run_id)
         return self._load(run_id)
 
-    def _load(self, run_id: str) -> dict[str, TaskRecord]:
-        """Every record of a run in one query, outputs decoded (never unpickled)."""
-        # A run's rows are written in task order, so they are read as one range of the table in rowid
-        # order (no sort, no lookup through the key per row); ``+run_id`` keeps SQLite off the key.
-        # A task's record is its newest entry in the run's log after ``log_applied``, else its ``tasks``
-        # row (a task not started yet, or a run written before schema 4).
+    def _fingerprint_parts(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's dependency documents, decoded, oldest first."""
+        parts = []
+        for (text,) in self._query("SELECT deps FROM run_fingerprints WHERE run_id = ? ORDER BY part", (run_id,)):
+            try:
+                part = json.loads(text)
+                if not isinstance(part, dict):
+                    raise ValueError(f"a JSON object was expected, not {type(part).__name__}")
+            except ValueError as exc:
+                raise StateFileError(
+                    f"the stored task list of run {run_id} cannot be decoded ({exc}); "
+                    f"the state file is damaged: start a new run"
+                ) from exc
+            parts.append(part)
+        return parts
+
+    def _task_names(self, run_id: str) -> list[str]:
+        names: dict[str, None] = {}
+        for part in self._fingerprint_parts(run_id):
+            names.update(dict.fromkeys(part))
+        names.update(dict.fromkeys(r[0] for r in self._query("SELECT name FROM tasks WHERE run_id = ?", (run_id,))))
+        return list(names)
+
+    def _load(self, run_id: str, parts: list[dict[str, Any]] | None = None) -> dict[str, TaskRecord]:
+        """Every record of a run, outputs decoded (never unpickled).
+
+        A run's tasks are the names in its dependency documents; a task's record is its newest entry
+        in the run's log after ``log_applied``, else its ``tasks`` row (a run written before schema 4),
+        else pending.
+        """
+        merged: dict[str, Sequence[Any]] = {}
+        for part in self._fingerprint_parts(run_id) if parts is None else parts:
+            for name in part:
+                if name not in merged:
+                    merged[name] = (name, "pending", 0, None, None, None, None, None)
+        # Rows before schema 4: a run's rows were written in task order, so they are read as one range of
+        # the table in rowid order (no sort, no lookup through the key per row); ``+run_id`` keeps SQLite
+        # off the key.
         lo, hi = self._query("SELECT min(rowid), max(rowid) FROM tasks WHERE run_id = ?", (run_id,))[0]
-        rows = self._query(
-            "SELECT name, state, attempts, error, started_at, finished_at, output, trace_id FROM tasks "
-            "WHERE rowid BETWEEN ? AND ? AND +run_id = ? ORDER BY rowid",
-            (lo or 0, hi or -1, run_id),
-        )
+        if lo is not None:
+            for r in self._query(
+                "SELECT name, state, attempts, error, started_at, finished_at, output, trace_id FROM tasks "
+                "WHERE rowid BETWEEN ? AND ? AND +run_id = ? ORDER BY rowid",
+                (lo, hi, run_id),
+            ):
+                merged[r[0]] = r
         found = self._query("SELECT num, log_applied FROM runs WHERE run_id = ?", (run_id,))
         if found and found[0][0] is not None and found[0][1] is not None:
             top = (int(found[0][0]) << LOG_ID_BITS) + (1 << LOG_ID_BITS) - 1
-            pending = self._query(
+            for r in self._query(
                 "SELECT task, state, attempts, error, started_at, finished_at, output, trace_id, max(id) "
                 "FROM transitions WHERE id BETWEEN ? AND ? GROUP BY task ORDER BY 9",
                 (found[0][1] + 1, top),
-            )
-            if pending:
-                merged = {r[0]: r for r in rows}
-                for r in pending:
-                    merged[r[0]] = r[:8]
-                rows = list(merged.values())
+            ):
+                merged[r[0]] = r[:8]
+        rows = merged.values()
         # JSON (the default) is read by the decoder's C scanner, without json.loads' per-call layers; a
         # text the scanner does not take whole goes through json.loads, which names what is wrong with it.
         scan = _JSON_SCAN if type(self.serializer) is JsonSerializer else None
@@ -1001,7 +1048,7 @@ class StoredFingerprint(Mapping[str, Sequence[str]]):
     migrated from schema 1): the engine compares it with its own DAG's before reading any list.
     """
 
-    def __init__(self, parts: Sequence[str], digest: str | None, run_id: str = "") -> None:
+    def __init__(self, parts: Sequence[str | Mapping[str, Sequence[str]]], digest: str | None, run_id: str = "") -> None:
         self.digest = digest
         self._parts = list(parts)
         self._run_id = run_id
@@ -1012,7 +1059,7 @@ class StoredFingerprint(Mapping[str, Sequence[str]]):
             merged: dict[str, Sequence[str]] = {}
             for text in self._parts:
                 try:
-                    part = json.loads(text)
+                    part = json.loads(text) if isinstance(text, str) else text
                 except ValueError as exc:
                     raise StateFileError(
                         f"the stored dependencies of run {self._run_id} cannot be decoded ({exc}); "
