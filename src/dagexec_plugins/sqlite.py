@@ -433,10 +433,8 @@ class SqliteStorage:
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
         try:
-            # before the schema is written: creating it is then one commit at the file's own durability,
-            # not an fsync'ed one (SQLite's default is FULL)
-            conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
             self._check_and_migrate(conn)
+            conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
             conn.execute("PRAGMA foreign_keys = OFF")
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
         except BaseException:
@@ -475,6 +473,8 @@ class SqliteStorage:
         try:
             self._set_journal(conn)
             db = sqlite_utils.Database(conn, execute_plugins=False)
+            # the schema's commit at the file's own durability, not fsync'ed at SQLite's default (FULL)
+            conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # re-read under the write lock: another process may have migrated meanwhile
