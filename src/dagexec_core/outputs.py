@@ -14,11 +14,15 @@ class Serializer(Protocol):
     def loads(self, text: str) -> Any: ...
 
 
+#: One encoder for every output: ``json.dumps`` with options builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class JsonSerializer:
     """The default: plain JSON. Nothing is ever unpickled from a state file."""
 
     def dumps(self, value: Any) -> str:
-        return json.dumps(value, separators=(",", ":"))
+        return _ENCODE(value)
 
     def loads(self, text: str) -> Any:
         return json.loads(text)
