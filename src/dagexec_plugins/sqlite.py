@@ -1,9 +1,9 @@
 """The default storage: runs, task records, transitions and dead letters in one SQLite file.
 
 sqlite-utils creates the schema and runs its migrations (the version lives in
-the file; the two hot tables are raw DDL, to choose their keys exactly); the hot path (`SqliteStorage.write`) is prepared SQL
-with ``executemany``, one transaction per scheduler step. The file is in WAL
-mode; ``durability`` picks ``synchronous``:
+the file; the two hot tables are raw DDL, to choose their keys exactly); the
+hot path (`SqliteStorage.write`) is prepared SQL, one transaction per
+scheduler step. The file is in WAL mode; ``durability`` picks ``synchronous``:
 
 - ``fast``: ``synchronous=OFF``. Survives a killed process; an OS crash or
   power loss may lose recent steps or corrupt the file.
@@ -14,18 +14,19 @@ mode; ``durability`` picks ``synchronous``:
 A file that is not a dagexec state file (foreign, corrupt, newer schema) is
 refused with `StateFileError` before anything is written to it.
 
-What a scheduler step costs is mostly pages: every page a commit changes is
-one more WAL frame, and every frame is written again when the WAL is
-checkpointed into the file (with an fsync). So a step writes two trees and
-no index: ``tasks`` rows are updated in place (found through the
-``(run_id, name)`` key, which an update only reads; a run's rows sit together
-in task order, so the tasks of one step share pages), and the transition log
-is keyed by ``runs.num << 32 | n``, so an entry is an append at the end of the
-log's tree (SQLite's fast path for appends) and a run's log is one range of
-it, without the index it needed before. The DAG's dependency lists are one
-JSON document per run in ``run_fingerprints`` with its digest in ``runs``, so a
-resume of an unchanged DAG reads none of them. Checkpoints run on a background
-thread with its own connection, so a step's commit does not wait for them.
+What a scheduler step costs is mostly its commit: a handful of system calls
+and one WAL frame per page it changes. So a step writes one tree and no index:
+it appends each state change to the transition log as the task's whole record
+(a step of up to `MULTI_ROW_MAX` rows is one multi-row INSERT, a transaction
+by itself), keyed by ``runs.num << 32 | n``, so an entry is an append at the
+end of the log's tree (SQLite's fast path) and a run's log is one range of it.
+A task's record is its newest entry; a run's task list is its dependency
+documents in ``run_fingerprints`` (with their digest in ``runs``, so a resume
+of an unchanged DAG compares no dependency list), so creating a run writes no
+row per task. ``tasks`` holds the records of runs written before schema 4.
+Checkpoints run on a background thread with its own connection, so a step's
+commit does not wait for them; the writer's own checkpoint every
+`WAL_AUTOCHECKPOINT` pages lets the WAL start over.
 """
 
 from __future__ import annotations
