@@ -28,3 +28,19 @@ def test_documented_cli_commands_exist() -> None:
     commands = set(sub.choices)  # type: ignore[arg-type]
     for line in re.findall(r"^\$ dagexec (\w+)", DOC.read_text(), re.M):
         assert line in commands, f"docs/reliability.md shows `dagexec {line}`, which does not exist"
+
+
+def test_documented_task_records_query_reads_a_real_state_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    from dagexec_core import Dag, run
+
+    (sql,) = re.findall(r'^\$ sqlite3 \S+ "(SELECT .*? FROM task_records .*?)"$', DOC.read_text(), re.M)
+    dag = Dag("doc")
+    dag.add("a", lambda: 1)
+    dag.add("b", lambda a: a + 1, deps=["a"])
+    dag.add("c", lambda b: 1 / 0, deps=["b"])
+    report = run(dag, state=str(tmp_path / "state.db"))
+    conn = sqlite3.connect(tmp_path / "state.db")
+    rows = conn.execute(re.sub(r"run_id = '[^']*'", f"run_id = '{report.run_id}'", sql)).fetchall()
+    assert sorted(rows) == [("a", "completed", 1), ("b", "completed", 1), ("c", "dead_lettered", 1)]
