@@ -811,8 +811,11 @@ def test_lock_from_another_host_with_a_stale_heartbeat_is_taken_over(tmp_path: P
 
     db = tmp_path / "s.db"
     _lock_run(db, pid=4242, host="elsewhere-7", started=None, heartbeat=time.time() - LOCK_STALE_AFTER - 1)
-    info, records, _ = SqliteStorage(db).resume_run("r1")
-    assert info.run_id == "r1" and list(records) == ["a"]
+    storage = SqliteStorage(db)
+    info, records, _ = storage.resume_run("r1")
+    # taken over; task "a" never started, so resume leaves it out (the engine takes it as pending)
+    assert info.run_id == "r1" and records == {}
+    assert list(storage.load_records("r1")) == ["a"]
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from /proc")
@@ -976,3 +979,20 @@ def test_a_held_run_keeps_its_heartbeat_fresh_while_no_step_is_written(
     storage.finish_run("r1", "completed", 2.0, {"completed": 1})
     assert reader.execute("SELECT lock_pid, lock_heartbeat FROM runs").fetchone() == (None, None)
     storage.close()
+
+
+def test_add_tasks_records_only_names_the_run_does_not_have(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    storage = SqliteStorage(db)
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), ["a", "b"], {"a": [], "b": ["a"]})
+    storage.add_tasks("r1", ["b", "c"], {"b": ["x"], "c": ["b"]})
+    storage.add_tasks("r1", ["a"], {"a": ["y"]})
+    storage.close()
+    other = SqliteStorage(db)  # knows the run only from the file
+    other.add_tasks("r1", ["c", "d"], {"c": [], "d": []})
+    assert other.get_run("r1").task_count == 4
+    assert list(other.load_records("r1")) == ["a", "b", "c", "d"]
+    conn = sqlite3.connect(db)
+    parts = [json.loads(d) for (d,) in conn.execute("SELECT deps FROM run_fingerprints WHERE run_id = 'r1' ORDER BY part")]
+    assert parts == [{"a": [], "b": ["a"]}, {"c": ["b"]}, {"d": []}]  # "b" keeps its first dependencies
+    conn.close()

@@ -88,10 +88,16 @@ class Storage(Protocol):
         """Record a new run with every task PENDING, and take its lock."""
 
     def resume_run(self, run_id: str) -> tuple[RunInfo, dict[str, TaskRecord], Mapping[str, Sequence[str]]]:
-        """Take the lock of a stored run; return it, its records (outputs decoded) and its fingerprint."""
+        """Take the lock of a stored run; return it, its records (outputs decoded) and its fingerprint.
+
+        The records may leave out tasks that never started: the engine takes a task of its DAG
+        without a record as pending, and passes such tasks to `add_tasks`, which ignores names the
+        run already has.
+        """
 
     def add_tasks(self, run_id: str, task_names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> None:
-        """Record tasks created while the run is under way (dynamic map), PENDING."""
+        """Record tasks created while the run is under way (dynamic map), PENDING; a name the run
+        already has keeps its record and the dependencies first recorded for it."""
 
     def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
         """Persist one scheduler step's transitions in one transaction."""

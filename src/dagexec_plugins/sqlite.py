@@ -91,15 +91,15 @@ _INSERT_LOG = f"INSERT INTO transitions {_LOG_COLUMNS} VALUES {_LOG_VALUES}"
 MULTI_ROW_MAX = 16
 _INSERT_LOG_N = {k: f"INSERT INTO transitions {_LOG_COLUMNS} VALUES " + ", ".join([_LOG_VALUES] * k)
                  for k in range(1, MULTI_ROW_MAX + 1)}
-#: The newest log entry of each task in a range of a run's log (SQLite takes the bare columns from the max row).
-_LATEST = (
-    "SELECT run_id, task, state, attempts, error, started_at, finished_at, trace_id, max(id) AS id "
-    "FROM transitions WHERE id BETWEEN ? AND ? GROUP BY task"
-)
 _INSERT_FINGERPRINT = (
-    "INSERT INTO run_fingerprints (run_id, part, deps) "
-    "VALUES (?, (SELECT coalesce(max(part), -1) + 1 FROM run_fingerprints WHERE run_id = ?), ?)"
+    "INSERT INTO run_fingerprints (run_id, part, deps, names) "
+    "VALUES (?, (SELECT coalesce(max(part), -1) + 1 FROM run_fingerprints WHERE run_id = ?), ?, ?)"
 )
+
+
+def _names_text(names: Sequence[str]) -> str:
+    """``run_fingerprints.names``: a document's task names, in order, as a JSON array."""
+    return json.dumps(list(dict.fromkeys(names)), separators=(",", ":"))
 
 
 # ---------------------------------------------------------------------------
@@ -289,7 +289,9 @@ def _migrate_to_4(db: sqlite_utils.Database) -> None:
       task's whole record as the step left it, so a step is one append to one tree (one WAL page,
       usually), and a task's record is its newest entry.
     - ``tasks`` gets no rows for runs created from version 4 on: a run's tasks are the names in its
-      ``run_fingerprints`` documents, pending until they have a log entry.
+      ``run_fingerprints`` documents, pending until they have a log entry; ``run_fingerprints.names``
+      lists a document's names (a JSON array, read without decoding every dependency list; NULL in
+      documents written before).
     - ``runs.log_applied``: the id of the last log entry that is not a record. A run created from
       version 4 on has ``num << 32`` minus one (every entry is a record). A run written before has its
       records in ``tasks`` and entries without them: NULL until it is first resumed, then its last entry.
@@ -301,6 +303,7 @@ def _migrate_to_4(db: sqlite_utils.Database) -> None:
     for column, kind in (("started_at", "FLOAT"), ("finished_at", "FLOAT"), ("output", "TEXT"), ("trace_id", "TEXT")):
         conn.execute(f"ALTER TABLE transitions ADD COLUMN {column} {kind}")
     conn.execute("ALTER TABLE runs ADD COLUMN log_applied INTEGER")
+    conn.execute("ALTER TABLE run_fingerprints ADD COLUMN names TEXT")
     conn.execute(_TASK_RECORDS_VIEW)
 
 
@@ -582,7 +585,7 @@ class SqliteStorage:
                 ),
             )
             text = fingerprint_text({n: dag_fingerprint.get(n, ()) for n in task_names})
-            conn.execute(_INSERT_FINGERPRINT, (run.run_id, run.run_id, text))
+            conn.execute(_INSERT_FINGERPRINT, (run.run_id, run.run_id, text, _names_text(task_names)))
             conn.execute(
                 "UPDATE runs SET dag_digest = ? WHERE run_id = ?", (fingerprint_digest(text=text), run.run_id)
             )
@@ -648,11 +651,12 @@ class SqliteStorage:
                 )
             # Read everything before taking the lock: a file found corrupt meanwhile is left as it was.
             info = self.get_run(run_id, counts=False)  # the engine counts from the records itself
-            parts = self._fingerprint_parts(run_id)  # a damaged file is found before the lock is written
-            records = self._load(run_id, parts)
+            names, parts = self._task_names_and_parts(run_id)  # a damaged file is found before the lock is written
+            # tasks that never started are left out: the engine takes them as pending
+            records = self._load(run_id, names, pending=False)
             self._mark_legacy_log(conn, run_id)
-            fingerprint = StoredFingerprint(parts, row[7], run_id)
-            self._known[run_id] = set(records)
+            fingerprint = StoredFingerprint(parts, row[7], run_id)  # dependency lists decoded only if asked
+            self._known[run_id] = set(names)
             self._log_seq[run_id] = self._next_log_seq(conn, run_id)
             conn.execute(
                 "UPDATE runs SET status = 'running', finished_at = NULL, lock_pid = ?, lock_host = ?, "
@@ -669,13 +673,14 @@ class SqliteStorage:
         known = self._known.get(run_id)
         if known is None:
             known = set(self._task_names(run_id))
+        # a task the run already has keeps the dependencies first recorded for it
         new = [n for n in dict.fromkeys(task_names) if n not in known]
+        if not new:
+            return
         with self._tx("add tasks to") as conn:
-            if new:
-                conn.execute("UPDATE runs SET task_count = task_count + ? WHERE run_id = ?", (len(new), run_id))
-            # tasks already known keep the dependencies first recorded for them (earlier parts win)
-            text = fingerprint_text({n: deps.get(n, ()) for n in task_names})
-            conn.execute(_INSERT_FINGERPRINT, (run_id, run_id, text))
+            conn.execute("UPDATE runs SET task_count = task_count + ? WHERE run_id = ?", (len(new), run_id))
+            text = fingerprint_text({n: deps.get(n, ()) for n in new})
+            conn.execute(_INSERT_FINGERPRINT, (run_id, run_id, text, _names_text(new)))
         known.update(new)
         self._known[run_id] = known
 
@@ -902,41 +907,44 @@ class SqliteStorage:
         self.get_run(run_id)
         return self._load(run_id)
 
-    def _fingerprint_parts(self, run_id: str) -> list[dict[str, Any]]:
-        """A run's dependency documents, decoded, oldest first."""
-        parts = []
-        for (text,) in self._query("SELECT deps FROM run_fingerprints WHERE run_id = ? ORDER BY part", (run_id,)):
+    def _damaged(self, run_id: str, exc: ValueError) -> StateFileError:
+        return StateFileError(
+            f"the stored task list of run {run_id} cannot be decoded ({exc}); the state file is damaged: "
+            f"start a new run"
+        )
+
+    def _task_names_and_parts(self, run_id: str) -> tuple[list[str], list[str]]:
+        """A run's task names in order (its dependency documents' names, then any name with a ``tasks``
+        row only), and the documents' texts, oldest first."""
+        names: dict[str, None] = {}
+        parts: list[str] = []
+        for deps, listed in self._query(
+            "SELECT deps, names FROM run_fingerprints WHERE run_id = ? ORDER BY part", (run_id,)
+        ):
             try:
-                part = json.loads(text)
-                if not isinstance(part, dict):
-                    raise ValueError(f"a JSON object was expected, not {type(part).__name__}")
+                part = json.loads(listed if listed is not None else deps)
+                if not isinstance(part, (dict, list)):
+                    raise ValueError(f"a JSON object or array was expected, not {type(part).__name__}")
             except ValueError as exc:
-                raise StateFileError(
-                    f"the stored task list of run {run_id} cannot be decoded ({exc}); "
-                    f"the state file is damaged: start a new run"
-                ) from exc
-            parts.append(part)
-        return parts
+                raise self._damaged(run_id, exc) from exc
+            names.update(dict.fromkeys(part))
+            parts.append(deps)
+        names.update(dict.fromkeys(r[0] for r in self._query("SELECT name FROM tasks WHERE run_id = ?", (run_id,))))
+        return list(names), parts
 
     def _task_names(self, run_id: str) -> list[str]:
-        names: dict[str, None] = {}
-        for part in self._fingerprint_parts(run_id):
-            names.update(dict.fromkeys(part))
-        names.update(dict.fromkeys(r[0] for r in self._query("SELECT name FROM tasks WHERE run_id = ?", (run_id,))))
-        return list(names)
+        return self._task_names_and_parts(run_id)[0]
 
-    def _load(self, run_id: str, parts: list[dict[str, Any]] | None = None) -> dict[str, TaskRecord]:
+    def _load(self, run_id: str, names: Sequence[str] | None = None, pending: bool = True) -> dict[str, TaskRecord]:
         """Every record of a run, outputs decoded (never unpickled).
 
         A run's tasks are the names in its dependency documents; a task's record is its newest entry
         in the run's log after ``log_applied``, else its ``tasks`` row (a run written before schema 4),
-        else pending.
+        else pending (left out with ``pending=False``).
         """
-        merged: dict[str, Sequence[Any]] = {}
-        for part in self._fingerprint_parts(run_id) if parts is None else parts:
-            for name in part:
-                if name not in merged:
-                    merged[name] = (name, "pending", 0, None, None, None, None, None)
+        if names is None:
+            names = self._task_names(run_id)
+        found: dict[str, Sequence[Any]] = {}
         # Rows before schema 4: a run's rows were written in task order, so they are read as one range of
         # the table in rowid order (no sort, no lookup through the key per row); ``+run_id`` keeps SQLite
         # off the key.
@@ -944,20 +952,21 @@ class SqliteStorage:
         if lo is not None:
             for r in self._query(
                 "SELECT name, state, attempts, error, started_at, finished_at, output, trace_id FROM tasks "
-                "WHERE rowid BETWEEN ? AND ? AND +run_id = ? ORDER BY rowid",
+                "WHERE rowid BETWEEN ? AND ? AND +run_id = ?",
                 (lo, hi, run_id),
             ):
-                merged[r[0]] = r
-        found = self._query("SELECT num, log_applied FROM runs WHERE run_id = ?", (run_id,))
-        if found and found[0][0] is not None and found[0][1] is not None:
-            top = (int(found[0][0]) << LOG_ID_BITS) + (1 << LOG_ID_BITS) - 1
+                found[r[0]] = r
+        run = self._query("SELECT num, log_applied FROM runs WHERE run_id = ?", (run_id,))
+        if run and run[0][0] is not None and run[0][1] is not None:
+            # the log read in id order, newest last: one range of its tree, no sort
+            top = (int(run[0][0]) << LOG_ID_BITS) + (1 << LOG_ID_BITS) - 1
             for r in self._query(
-                "SELECT task, state, attempts, error, started_at, finished_at, output, trace_id, max(id) "
-                "FROM transitions WHERE id BETWEEN ? AND ? GROUP BY task ORDER BY 9",
-                (found[0][1] + 1, top),
+                "SELECT task, state, attempts, error, started_at, finished_at, output, trace_id FROM transitions "
+                "WHERE id BETWEEN ? AND ?",
+                (run[0][1] + 1, top),
             ):
-                merged[r[0]] = r[:8]
-        rows = merged.values()
+                found[r[0]] = r
+        not_started = TaskState.PENDING
         # JSON (the default) is read by the decoder's C scanner, without json.loads' per-call layers; a
         # text the scanner does not take whole goes through json.loads, which names what is wrong with it.
         scan = _JSON_SCAN if type(self.serializer) is JsonSerializer else None
@@ -965,7 +974,9 @@ class SqliteStorage:
         states = _STATES
         completed = TaskState.COMPLETED
         records: dict[str, TaskRecord] = {}
-        for name, state, attempts, error, started, finished, output, trace_id in rows:
+
+        def record(row: Sequence[Any]) -> TaskRecord:
+            name, state, attempts, error, started, finished, output, trace_id = row
             st = states[state]
             value = None
             if st is completed and output is not None and output != "null":
@@ -984,7 +995,16 @@ class SqliteStorage:
                         f"the stored output of task {name!r} in run {run_id} cannot be decoded ({exc}); "
                         f"was it written with another serializer= ?"
                     ) from exc
-            records[name] = TaskRecord(name, st, attempts, error, started, finished, value, trace_id)
+            return TaskRecord(name, st, attempts, error, started, finished, value, trace_id)
+
+        for n in names:
+            row = found.pop(n, None)
+            if row is not None:
+                records[n] = record(row)
+            elif pending:
+                records[n] = TaskRecord(n, not_started, 0, None, None, None, None, None)
+        for n, row in found.items():  # logged, but in no task list (a storage written to directly)
+            records[n] = record(row)
         return records
 
     def transitions(self, run_id: str) -> list[dict[str, Any]]:
@@ -1054,7 +1074,7 @@ class StoredFingerprint(Mapping[str, Sequence[str]]):
     migrated from schema 1): the engine compares it with its own DAG's before reading any list.
     """
 
-    def __init__(self, parts: Sequence[str | Mapping[str, Sequence[str]]], digest: str | None, run_id: str = "") -> None:
+    def __init__(self, parts: Sequence[str], digest: str | None, run_id: str = "") -> None:
         self.digest = digest
         self._parts = list(parts)
         self._run_id = run_id
@@ -1065,7 +1085,7 @@ class StoredFingerprint(Mapping[str, Sequence[str]]):
             merged: dict[str, Sequence[str]] = {}
             for text in self._parts:
                 try:
-                    part = json.loads(text) if isinstance(text, str) else text
+                    part = json.loads(text)
                 except ValueError as exc:
                     raise StateFileError(
                         f"the stored dependencies of run {self._run_id} cannot be decoded ({exc}); "
