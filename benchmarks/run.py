@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -225,6 +226,8 @@ def add_deltas(results: list[dict[str, Any]]) -> None:
 
 
 def run_resume(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
+    """One killed run, resumed ``--repeat`` times, each from its own copy of the file as the kill left it
+    (the database and its WAL): the best start is reported, as for every other figure."""
     print(f"resume layered N={args.resume_n}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(dir=args.tmpdir) as d:
         state = os.path.join(d, "state.db")
@@ -232,19 +235,29 @@ def run_resume(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
                        "state": state})
         if "run_id" not in prep:
             return {k: v for k, v in prep.items() if k in ("skipped", "error", "detail")}
-        got = sample({"driver": "resume", "n": args.resume_n, "concurrency": args.concurrency,
-                      "state": state, "run_id": prep["run_id"]})
-    if "seconds" not in got:
-        return got
+        runs: list[dict[str, Any]] = []
+        for k in range(max(1, args.repeat)):
+            copy = os.path.join(d, f"resume{k}")
+            os.mkdir(copy)
+            for suffix in ("", "-wal"):
+                if os.path.exists(state + suffix):
+                    shutil.copyfile(state + suffix, os.path.join(copy, "state.db" + suffix))
+            got = sample({"driver": "resume", "n": args.resume_n, "concurrency": args.concurrency,
+                          "state": os.path.join(copy, "state.db"), "run_id": prep["run_id"]})
+            if "seconds" not in got:
+                return got
+            runs.append(got)
+    best = min(runs, key=lambda r: r["startup_s"] if r.get("startup_s") is not None else float("inf"))
     return {
         "n": args.resume_n,
         "started_before_kill": prep["started"],
-        "executed_after": got.get("executed"),
-        "ok": got.get("ok"),
-        "counts": got.get("counts"),
-        "start_s": round(got["startup_s"], 3) if got.get("startup_s") is not None else None,
-        "total_s": round(got["seconds"], 3),
-        "rss_mb": got["rss_mb"],
+        "executed_after": best.get("executed"),
+        "ok": all(r.get("ok") for r in runs),
+        "counts": best.get("counts"),
+        "start_s": round(best["startup_s"], 3) if best.get("startup_s") is not None else None,
+        "total_s": round(best["seconds"], 3),
+        "rss_mb": best["rss_mb"],
+        "samples_start_s": [round(r["startup_s"], 3) for r in runs if r.get("startup_s") is not None],
     }
 
 
