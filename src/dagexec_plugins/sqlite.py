@@ -255,7 +255,6 @@ def _migrate_to_3(db: sqlite_utils.Database) -> None:
 #: Every task record as it stands, log entries not applied yet included: what to query the file with
 #: from outside dagexec (``SELECT name, state FROM task_records WHERE run_id = ?``).
 _TASK_RECORDS_VIEW = f"""
-CREATE VIEW task_records AS
 WITH names AS (
     SELECT f.run_id AS run_id, j.key AS name FROM run_fingerprints AS f, json_each(f.deps) AS j
     GROUP BY f.run_id, j.key
@@ -299,12 +298,12 @@ def _migrate_to_4(db: sqlite_utils.Database) -> None:
 
     Columns added at the end: no row is rewritten.
     """
-    conn = db.conn
-    for column, kind in (("started_at", "FLOAT"), ("finished_at", "FLOAT"), ("output", "TEXT"), ("trace_id", "TEXT")):
-        conn.execute(f"ALTER TABLE transitions ADD COLUMN {column} {kind}")
-    conn.execute("ALTER TABLE runs ADD COLUMN log_applied INTEGER")
-    conn.execute("ALTER TABLE run_fingerprints ADD COLUMN names TEXT")
-    conn.execute(_TASK_RECORDS_VIEW)
+    log = db.table("transitions")
+    for column, kind in (("started_at", float), ("finished_at", float), ("output", str), ("trace_id", str)):
+        log.add_column(column, kind)
+    db.table("runs").add_column("log_applied", int)
+    db.table("run_fingerprints").add_column("names", str)
+    db.create_view("task_records", _TASK_RECORDS_VIEW)
 
 
 #: ``version -> step`` bringing a file from ``version - 1`` to ``version``.
