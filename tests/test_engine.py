@@ -339,3 +339,48 @@ def test_garbage_collector_is_back_on_and_unfrozen_after_runs_good_or_bad() -> N
         assert not gc.isenabled()  # a caller's choice is kept
     finally:
         gc.enable()
+
+
+def test_an_error_in_a_step_taken_as_an_attempt_finishes_ends_the_run_with_that_error() -> None:
+    """Steps are taken in the done-callback of the attempt that finished while the loop waits; an
+    error there (a storage write, a hook) must still end the run with that error, never hang it."""
+    import asyncio
+
+    from dagexec_core.errors import StateFileError
+    from patterns_support import DurableMemoryStorage, SharedStorage
+
+    class FailingStorage(DurableMemoryStorage):
+        writes = 0
+
+        def write(self, run_id: str, rows: Any) -> None:
+            FailingStorage.writes += 1
+            if FailingStorage.writes == 5:
+                raise StateFileError("disk full while writing step 5")
+            super().write(run_id, rows)
+
+    async def body(**_: Any) -> int:
+        await asyncio.sleep(0)  # finishes in a later turn of the loop: its step is taken in the callback
+        return 1
+
+    dag = Dag("chain")
+    for k in range(20):
+        dag.add(f"t{k}", body, deps=[f"t{k - 1}"] if k else [])
+    with pytest.raises(StateFileError, match="disk full while writing step 5"):
+        run(dag, plugins=[SharedStorage(FailingStorage())], signals=False)
+    assert FailingStorage.writes == 5  # nothing was written after the failed step
+
+    from dagexec_core import hookimpl
+    from dagexec_core.errors import PluginHookError
+
+    seen: list[str] = []
+
+    class ExplodesOnThird:
+        @hookimpl
+        def dagexec_task_finished(self, task: Any) -> None:
+            seen.append(task.name)
+            if len(seen) == 3:
+                raise RuntimeError("third finish")
+
+    with pytest.raises(PluginHookError, match="third finish"):
+        run(dag, plugins=[ExplodesOnThird()], persist=False, signals=False)
+    assert seen == ["t0", "t1", "t2"]

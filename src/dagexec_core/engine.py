@@ -6,6 +6,12 @@ transitions in one storage write, and only then hands the picked tasks to the
 executor. So a task is durable in RUNNING before its body starts, and a
 completed output is durable before any dependent starts.
 
+The loop (`Run._loop`) takes a step when woken. When the attempt that
+finishes is the only one in flight (a chain), the step is taken at once in
+its done-callback (`Run._step_now`), one event-loop turn sooner; with more in
+flight the loop is woken, so that attempts finishing in the same turn share a
+step and its one commit.
+
 Hot counters are lists indexed by integer task index; names, attrs records
 and hooks stay at the edges.
 """
@@ -204,6 +210,8 @@ class Run:
         self.handle = handle
         self.blackboard: dict[str, Any] = {}
         self.cancelling = False
+        self.waiting = False  # the loop waits for a wake-up (and no breaker)
+        self.step_error: BaseException | None = None  # raised in a step taken in a done-callback
         self.started_at = time.time()
         #: The run's trace (the first traced invocation's; stored in ``runs.trace_id``).
         self.trace_id: str | None = None
@@ -454,7 +462,27 @@ class Run:
 
     def _on_done(self, fut: asyncio.Future[Any]) -> None:
         self.done_queue.append(fut)
-        if not self.wakeup.is_set():
+        if self.waiting and len(self.inflight) == 1 and not self.cancelling and self.step_error is None:
+            self._step_now()
+        elif not self.wakeup.is_set():
+            self.wakeup.set()
+
+    def _step_now(self) -> None:
+        """Take the scheduler step here, in the done-callback of the only attempt in flight, while the
+        loop waits: one event-loop turn per step fewer than waking the loop to take it (a chain's every
+        step). With more attempts in flight the loop is woken instead, so that those finishing in the
+        same turn share one step, and one commit. The loop is woken when the run may be over; an error
+        is handed to it, to be raised there."""
+        try:
+            done, self.done_queue = self.done_queue, []
+            for fut in done:
+                self._complete(fut)
+            self._launch()
+        except BaseException as exc:  # noqa: BLE001 - raised by the loop (`_loop`)
+            self.step_error = exc
+            self.wakeup.set()
+            return
+        if self.done_queue or (self.running <= 0 and not self.inflight):
             self.wakeup.set()
 
     async def execute(self) -> RunReport:
@@ -536,7 +564,14 @@ class Run:
                     pass
                 self._recheck_breakers()
             else:
-                await wakeup.wait()
+                self.waiting = True  # steps may now be taken in done-callbacks (`_step_now`)
+                try:
+                    await wakeup.wait()
+                finally:
+                    self.waiting = False
+                if self.step_error is not None:
+                    error, self.step_error = self.step_error, None
+                    raise error
         if self.cancelling:
             self._settle_cancelled()
 
