@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dagexec_core import CircuitOpenError, Dag, PluginError, RetryPolicy, RunHandle, hookimpl, run
+from dagexec_core import CircuitOpenError, Dag, PluginError, RetryPolicy, RunHandle, TaskState, hookimpl, run
 from dagexec_plugins.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerSettings
 from dagexec_plugins.memory import MemoryStorage
 
@@ -346,3 +346,28 @@ def test_a_resumed_run_keeps_the_breaker_open_and_does_not_hammer_the_service(
     assert service.count() == seen  # the resumed run sent nothing to the service that was down
     assert watch2.changes and watch2.changes[0][:3] == ("api", CLOSED, OPEN)
     assert second.records["b"].error is not None and "CircuitOpenError" in second.records["b"].error
+
+
+def test_a_task_held_by_a_breaker_is_polled_while_another_task_runs_long() -> None:
+    """The step after the only attempt in flight is taken where it finishes; when that step leaves a
+    task waiting on a breaker, the loop must still poll the breaker, not sleep until the long task ends."""
+    import asyncio
+
+    async def trip() -> None:
+        raise ConnectionError("down")
+
+    async def long() -> None:
+        await asyncio.sleep(1.5)
+
+    async def call() -> str:
+        return "through"
+
+    dag = Dag("poll")
+    dag.add("trip", trip, breaker="svc")
+    dag.add("long", long, deps=["trip"], trigger="all_done", priority=9)
+    dag.add("waiter", call, deps=["trip"], trigger="all_done", breaker="svc", priority=1)
+    report = run(dag, persist=False, concurrency=4, breakers={"svc": {"failure_threshold": 1, "cooldown": 0.1}})
+    waiter, lng, tripped = report.records["waiter"], report.records["long"], report.records["trip"]
+    assert waiter.state is TaskState.COMPLETED and report.outputs["waiter"] == "through"
+    assert waiter.started_at is not None and lng.finished_at is not None and tripped.finished_at is not None
+    assert waiter.started_at < lng.finished_at  # let through once the cooldown ended, not when 'long' did

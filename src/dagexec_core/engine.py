@@ -482,8 +482,8 @@ class Run:
             self.step_error = exc
             self.wakeup.set()
             return
-        if self.done_queue or (self.running <= 0 and not self.inflight):
-            self.wakeup.set()
+        if self.done_queue or self.breaker_waiting or (self.running <= 0 and not self.inflight):
+            self.wakeup.set()  # the loop decides: more to do, breakers to poll, or the end
 
     async def execute(self) -> RunReport:
         self.loop = asyncio.get_running_loop()
