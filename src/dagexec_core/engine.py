@@ -474,10 +474,7 @@ class Run:
         same turn share one step, and one commit. The loop is woken when the run may be over; an error
         is handed to it, to be raised there."""
         try:
-            done, self.done_queue = self.done_queue, []
-            for fut in done:
-                self._complete(fut)
-            self._launch()
+            self._step()
         except BaseException as exc:  # noqa: BLE001 - raised by the loop (`_loop`)
             self.step_error = exc
             self.wakeup.set()
@@ -537,17 +534,21 @@ class Run:
         a skip caused by a failure leaves that failure in the table."""
         return self.count(COMPLETED) + self.count(SKIPPED) == len(self.tasks)
 
+    def _step(self) -> None:
+        """One scheduler step: take every finished attempt, then launch (or, cancelling, only persist)."""
+        if self.done_queue:
+            done, self.done_queue = self.done_queue, []
+            for fut in done:
+                self._complete(fut)
+        if not self.cancelling:
+            self._launch()
+        else:
+            self._flush()
+
     async def _loop(self) -> None:
         wakeup = self.wakeup
         while True:
-            if self.done_queue:
-                done, self.done_queue = self.done_queue, []
-                for fut in done:
-                    self._complete(fut)
-            if not self.cancelling:
-                self._launch()
-            else:
-                self._flush()
+            self._step()
             if self.done_queue:
                 continue
             if self.running <= 0 and not self.inflight and (

@@ -906,12 +906,6 @@ class SqliteStorage:
         self.get_run(run_id)
         return self._load(run_id)
 
-    def _damaged(self, run_id: str, exc: ValueError) -> StateFileError:
-        return StateFileError(
-            f"the stored task list of run {run_id} cannot be decoded ({exc}); the state file is damaged: "
-            f"start a new run"
-        )
-
     def _task_names_and_parts(self, run_id: str) -> tuple[list[str], list[str]]:
         """A run's task names in order (its dependency documents' names, then any name with a ``tasks``
         row only), and the documents' texts, oldest first."""
@@ -925,7 +919,10 @@ class SqliteStorage:
                 if not isinstance(part, (dict, list)):
                     raise ValueError(f"a JSON object or array was expected, not {type(part).__name__}")
             except ValueError as exc:
-                raise self._damaged(run_id, exc) from exc
+                raise StateFileError(
+                    f"the stored task list of run {run_id} cannot be decoded ({exc}); the state file is "
+                    f"damaged: start a new run"
+                ) from exc
             names.update(dict.fromkeys(part))
             parts.append(deps)
         names.update(dict.fromkeys(r[0] for r in self._query("SELECT name FROM tasks WHERE run_id = ?", (run_id,))))
