@@ -36,19 +36,28 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def _result(start: tuple[float, float], end: tuple[float, float], n: int, before: float,
-            **extra: Any) -> dict[str, Any]:
+def _result(
+    start: tuple[float, float], end: tuple[float, float], n: int, before: float, **extra: Any
+) -> dict[str, Any]:
     """``start``/``end`` are `_clock` readings around the timed part; CPU time counts every thread."""
     startup = shapes.first_start[0] - start[0] if shapes.first_start else None
-    return {"seconds": end[0] - start[0], "cpu_s": end[1] - start[1], "tasks": n, "rss_mb": round(peak_rss_mb(), 1),
-            "rss_before_mb": round(before, 1), "startup_s": startup, **extra}
+    return {
+        "seconds": end[0] - start[0],
+        "cpu_s": end[1] - start[1],
+        "tasks": n,
+        "rss_mb": round(peak_rss_mb(), 1),
+        "rss_before_mb": round(before, 1),
+        "startup_s": startup,
+        **extra,
+    }
 
 
 # -- floors ----------------------------------------------------------------
 
 
-def floor(shape: str, n: int, kind: str, concurrency: int, durability: str | None = None,
-          tmpdir: str | None = None) -> dict[str, Any]:
+def floor(
+    shape: str, n: int, kind: str, concurrency: int, durability: str | None = None, tmpdir: str | None = None
+) -> dict[str, Any]:
     graph = shapes.build(shape, n)
     before = peak_rss_mb()
     with tempfile.TemporaryDirectory(dir=tmpdir) as d:
@@ -109,8 +118,7 @@ class _DropSpans:
         return True
 
 
-def dagexec(shape: str, n: int, kind: str, concurrency: int, mode: str,
-            tmpdir: str | None = None) -> dict[str, Any]:
+def dagexec(shape: str, n: int, kind: str, concurrency: int, mode: str, tmpdir: str | None = None) -> dict[str, Any]:
     from dagexec_core import run
     from dagexec_core.errors import PluginError
 
@@ -216,8 +224,18 @@ def resume_prepare(n: int, concurrency: int, state: str) -> dict[str, Any]:
     async def body() -> None:
         count[0] += 1
         if count[0] == half:
-            print(json.dumps({"run_id": handle.run_id, "started": count[0], "killed": True,
-                              "seconds": time.perf_counter() - t0, "rss_mb": round(peak_rss_mb(), 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "run_id": handle.run_id,
+                        "started": count[0],
+                        "killed": True,
+                        "seconds": time.perf_counter() - t0,
+                        "rss_mb": round(peak_rss_mb(), 1),
+                    }
+                ),
+                flush=True,
+            )
             os.kill(os.getpid(), signal.SIGKILL)
 
     dag = _resume_dag(n, body)
@@ -247,7 +265,16 @@ def resume(n: int, concurrency: int, state: str, run_id: str) -> dict[str, Any]:
     start = _clock()
     report = run(dag, state=state, concurrency=concurrency, resume=run_id, signals=False)
     end = _clock()
-    return _result(start, end, n, before, executed=executed[0], plugin_import_ms=round(import_ms, 1), ok=report.ok, counts=report.counts())
+    return _result(
+        start,
+        end,
+        n,
+        before,
+        executed=executed[0],
+        plugin_import_ms=round(import_ms, 1),
+        ok=report.ok,
+        counts=report.counts(),
+    )
 
 
 DRIVERS = {"floor": floor, "dagexec": dagexec, "dask": dask, "resume_prepare": resume_prepare, "resume": resume}

@@ -48,9 +48,7 @@ class SqliteTransitions:
     def create(self, names: list[str]) -> None:
         with self.con:
             self.con.execute("BEGIN")
-            self.con.execute(
-                "INSERT INTO runs VALUES (?, 'bench', 'running', ?, NULL)", (self.run_id, time.time())
-            )
+            self.con.execute("INSERT INTO runs VALUES (?, 'bench', 'running', ?, NULL)", (self.run_id, time.time()))
             self.con.executemany(
                 "INSERT INTO tasks VALUES (?, ?, 'pending', 0, NULL, NULL, NULL, NULL)",
                 [(self.run_id, n) for n in names],
@@ -67,7 +65,9 @@ class SqliteTransitions:
 
     def finish(self) -> None:
         with self.con:
-            self.con.execute("UPDATE runs SET status = 'completed', finished_at = ? WHERE run_id = ?", (time.time(), self.run_id))
+            self.con.execute(
+                "UPDATE runs SET status = 'completed', finished_at = ? WHERE run_id = ?", (time.time(), self.run_id)
+            )
         self.con.close()
 
 

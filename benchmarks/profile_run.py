@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         prof.dump_stats(args.out)
     stats = pstats.Stats(prof, stream=io.StringIO())
     total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"{args.shape} N={args.n} {args.kind} mode={args.mode}: {total:.3f}s under cProfile, "
-          f"{total / args.n * 1e6:.1f} us/task")
+    print(
+        f"{args.shape} N={args.n} {args.kind} mode={args.mode}: {total:.3f}s under cProfile, "
+        f"{total / args.n * 1e6:.1f} us/task"
+    )
     rows = []
     for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         inside = "dagexec_core" in file or "dagexec_plugins" in file

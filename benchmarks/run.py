@@ -44,28 +44,44 @@ RESUME_LIMIT_S = 2.0
 
 def csv(kind: type) -> Any:
     def parse(text: str) -> list[Any]:
-        return [kind(x.strip().replace("_", "")) if kind is int else kind(x.strip()) for x in text.split(",") if x.strip()]
+        return [
+            kind(x.strip().replace("_", "")) if kind is int else kind(x.strip()) for x in text.split(",") if x.strip()
+        ]
 
     return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--shapes", type=csv(str), default=["chain", "wide", "layered"])
     p.add_argument("--n", type=csv(int), default=[TARGET_N], help="task counts (default 10000, where the targets are)")
     p.add_argument("--kinds", type=csv(str), default=["async", "sync"])
-    p.add_argument("--modes", type=csv(str), default=list(MODES),
-                   help="off, normal, durable, trace, dask (default: all)")
+    p.add_argument(
+        "--modes", type=csv(str), default=list(MODES), help="off, normal, durable, trace, dask (default: all)"
+    )
     p.add_argument("--repeat", type=int, default=3, help="samples per figure; the best is reported (default 3)")
     p.add_argument("--concurrency", type=int, default=32, help="bound for dagexec and the floors (default 32)")
     p.add_argument("--dask-max-n", type=int, default=10_000, help="largest N to run Dask at (it costs ~250 us/task)")
-    p.add_argument("--rss-case", action=argparse.BooleanOptionalAction, default=True,
-                   help=f"add layered N={RSS_N:,} async with persistence off (the peak-RSS target)")
-    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the resume benchmark (needs the sqlite storage plugin)")
+    p.add_argument(
+        "--rss-case",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"add layered N={RSS_N:,} async with persistence off (the peak-RSS target)",
+    )
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the resume benchmark (needs the sqlite storage plugin)",
+    )
     p.add_argument("--resume-n", type=int, default=RSS_N)
-    p.add_argument("--autoload", action="store_true",
-                   help="let dagexec load entry-point plugins (off by default: a stray plugin skews figures)")
+    p.add_argument(
+        "--autoload",
+        action="store_true",
+        help="let dagexec load entry-point plugins (off by default: a stray plugin skews figures)",
+    )
     p.add_argument("--tmpdir", default=None, help="where state files go (a real disk, for durable)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a sample is abandoned")
     p.add_argument("--out", default=None, help="also write the JSON here")
@@ -183,8 +199,9 @@ def group_variants(args: argparse.Namespace, kind: str, n: int, modes: list[str]
     return variants
 
 
-def run_group(args: argparse.Namespace, sample: Sampler, shape: str, n: int, kind: str,
-              modes: list[str]) -> list[dict[str, Any]]:
+def run_group(
+    args: argparse.Namespace, sample: Sampler, shape: str, n: int, kind: str, modes: list[str]
+) -> list[dict[str, Any]]:
     print(f"{shape} N={n} {kind}", file=sys.stderr, flush=True)
     variants = group_variants(args, kind, n, modes)
     samples: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in variants}
@@ -193,8 +210,14 @@ def run_group(args: argparse.Namespace, sample: Sampler, shape: str, n: int, kin
             got = samples[key]
             if got and ("skipped" in got[0] or "error" in got[0]):
                 continue  # a skip or failure does not improve with repetition
-            spec = {"shape": shape, "n": n, "kind": kind, "concurrency": args.concurrency,
-                    "tmpdir": args.tmpdir, **extra}
+            spec = {
+                "shape": shape,
+                "n": n,
+                "kind": kind,
+                "concurrency": args.concurrency,
+                "tmpdir": args.tmpdir,
+                **extra,
+            }
             got.append(sample(spec))
     floor = summarize(samples["floor"])
     results = []
@@ -203,10 +226,17 @@ def run_group(args: argparse.Namespace, sample: Sampler, shape: str, n: int, kin
         if key not in samples:
             continue
         subject = summarize(samples[key])
-        entry: dict[str, Any] = {"shape": shape, "n": n, "kind": kind, "mode": mode,
-                                 "subject": "dask.threaded.get" if mode == "dask" else "dagexec", **subject,
-                                 "floor": floor, "ratio": ratio(subject, floor),
-                                 "cpu_ratio": ratio(subject, floor, "cpu_us_per_task")}
+        entry: dict[str, Any] = {
+            "shape": shape,
+            "n": n,
+            "kind": kind,
+            "mode": mode,
+            "subject": "dask.threaded.get" if mode == "dask" else "dagexec",
+            **subject,
+            "floor": floor,
+            "ratio": ratio(subject, floor),
+            "cpu_ratio": ratio(subject, floor, "cpu_us_per_task"),
+        }
         if mode in PERSISTENT:
             sq = summarize(samples[f"floor_sqlite:{mode}"])
             entry["floor_sqlite"] = sq
@@ -231,8 +261,7 @@ def run_resume(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
     print(f"resume layered N={args.resume_n}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(dir=args.tmpdir) as d:
         state = os.path.join(d, "state.db")
-        prep = sample({"driver": "resume_prepare", "n": args.resume_n, "concurrency": args.concurrency,
-                       "state": state})
+        prep = sample({"driver": "resume_prepare", "n": args.resume_n, "concurrency": args.concurrency, "state": state})
         if "run_id" not in prep:
             return {k: v for k, v in prep.items() if k in ("skipped", "error", "detail")}
         runs: list[dict[str, Any]] = []
@@ -242,8 +271,15 @@ def run_resume(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
             for suffix in ("", "-wal"):
                 if os.path.exists(state + suffix):
                     shutil.copyfile(state + suffix, os.path.join(copy, "state.db" + suffix))
-            got = sample({"driver": "resume", "n": args.resume_n, "concurrency": args.concurrency,
-                          "state": os.path.join(copy, "state.db"), "run_id": prep["run_id"]})
+            got = sample(
+                {
+                    "driver": "resume",
+                    "n": args.resume_n,
+                    "concurrency": args.concurrency,
+                    "state": os.path.join(copy, "state.db"),
+                    "run_id": prep["run_id"],
+                }
+            )
             if "seconds" not in got:
                 return got
             runs.append(got)
@@ -265,10 +301,19 @@ def targets(results: list[dict[str, Any]], resume: dict[str, Any] | None) -> lis
     out: list[dict[str, Any]] = []
 
     def add(name: str, r: dict[str, Any], value: float | None, limit: float) -> None:
-        out.append({"target": name, "shape": r["shape"], "n": r["n"], "kind": r["kind"], "mode": r["mode"],
-                    "value": value, "limit": limit,
-                    "ok": None if value is None else value <= limit,
-                    **({"skipped": r["skipped"]} if "skipped" in r else {})})
+        out.append(
+            {
+                "target": name,
+                "shape": r["shape"],
+                "n": r["n"],
+                "kind": r["kind"],
+                "mode": r["mode"],
+                "value": value,
+                "limit": limit,
+                "ok": None if value is None else value <= limit,
+                **({"skipped": r["skipped"]} if "skipped" in r else {}),
+            }
+        )
 
     for r in results:
         if r["n"] == TARGET_N and r["mode"] == "off":
@@ -280,9 +325,16 @@ def targets(results: list[dict[str, Any]], resume: dict[str, Any] | None) -> lis
             add(f"peak RSS < {RSS_LIMIT_MB:.0f} MB", r, r.get("rss_mb"), RSS_LIMIT_MB)
     if resume is not None:
         value = resume.get("start_s")
-        out.append({"target": f"resume starts < {RESUME_LIMIT_S} s", "n": resume.get("n"), "value": value,
-                    "limit": RESUME_LIMIT_S, "ok": None if value is None else value < RESUME_LIMIT_S,
-                    **({"skipped": resume["skipped"]} if "skipped" in resume else {})})
+        out.append(
+            {
+                "target": f"resume starts < {RESUME_LIMIT_S} s",
+                "n": resume.get("n"),
+                "value": value,
+                "limit": RESUME_LIMIT_S,
+                "ok": None if value is None else value < RESUME_LIMIT_S,
+                **({"skipped": resume["skipped"]} if "skipped" in resume else {}),
+            }
+        )
     return out
 
 
@@ -292,8 +344,12 @@ def meta(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         import dagexec_core
 
         src = str(Path(dagexec_core.__file__).resolve().parent)
-        commit = subprocess.run(["git", "-C", src, "describe", "--always", "--dirty"], capture_output=True,
-                                text=True).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "-C", src, "describe", "--always", "--dirty"], capture_output=True, text=True
+            ).stdout.strip()
+            or None
+        )
     except Exception:  # noqa: BLE001 - meta is best effort
         commit = None
     return {

@@ -1,6 +1,6 @@
 """Render a `run.py` JSON document as the Markdown tables of docs/benchmarks.md.
 
-    python benchmarks/table.py results.json
+python benchmarks/table.py results.json
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def render(doc: dict[str, Any]) -> str:
         mode = r["mode"] if r["mode"] != "dask" else "Dask threaded"
         if "us_per_task" not in r:
             why = r.get("skipped") or r.get("error") or "?"
-            lines.append(f"| {r['shape']} | {r['n']:,} | {r['kind']} | {mode} | *{why}* | {fmt(floor.get('us_per_task'))} "
-                         f"| | | | | {fmt(sq.get('us_per_task'))} | |")
+            lines.append(
+                f"| {r['shape']} | {r['n']:,} | {r['kind']} | {mode} | *{why}* | {fmt(floor.get('us_per_task'))} "
+                f"| | | | | {fmt(sq.get('us_per_task'))} | |"
+            )
             continue
         lines.append(
             f"| {r['shape']} | {r['n']:,} | {r['kind']} | {mode} | {fmt(r['us_per_task'])} | {fmt(floor.get('us_per_task'))} "

@@ -16,6 +16,7 @@ dag = Dag("patterns")
 
 # -- conditional: the order picks its shipping branch; the other is SKIPPED ----
 
+
 @dag.task
 def order() -> dict[str, Any]:
     return {"id": 42, "weight_kg": 3.5, "items": ["mug", "tea", "spoon"]}
@@ -45,6 +46,7 @@ def shipped(ctx: TaskContext) -> str:
 
 # -- loop: poll until ready, checkpointed after every iteration ----------------
 
+
 def poll(iteration: int, previous: Any) -> Any:
     status = "ready" if iteration == 3 else "pending"
     return Stop({"status": status, "polls": iteration + 1}) if status == "ready" else {"status": status}
@@ -65,6 +67,7 @@ def printer(ctx: TaskContext) -> None:
 
 # -- stateful: ctx.state survives across runs of this DAG (with a state file) --
 
+
 @dag.task
 def runs_so_far(ctx: TaskContext) -> int:
     ctx.state = (ctx.state or 0) + 1
@@ -72,6 +75,7 @@ def runs_so_far(ctx: TaskContext) -> int:
 
 
 # -- fan-out / fan-in: stats_0..stats_2 then stats_aggregate (index order) ----
+
 
 def item_length(index: int, order: dict[str, Any]) -> int:
     return len(order["items"][index])
@@ -86,6 +90,7 @@ dag.pipeline("invoice", [lambda order: order["items"], sorted, ", ".join], after
 
 
 # -- dynamic map: one task per image, created at run time ----------------------
+
 
 @dag.task
 def images() -> list[str]:

@@ -47,7 +47,6 @@ def returns_lock() -> Any:
     return threading.Lock()
 
 
-
 class RateLimited(Exception):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)

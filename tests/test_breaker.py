@@ -220,11 +220,17 @@ def test_breaker_opens_probes_and_closes_over_a_flaky_service(flaky: Any) -> Non
     dag = Dag("api")
     for k in range(6):
         dag.add(
-            f"get{k}", call_service, static_kwargs={"url": service.url}, breaker="api",
+            f"get{k}",
+            call_service,
+            static_kwargs={"url": service.url},
+            breaker="api",
             retry=RetryPolicy(max_attempts=10, backoff="fixed", base=0.01),
         )
     report = run(
-        dag, persist=False, concurrency=1, plugins=[watch],
+        dag,
+        persist=False,
+        concurrency=1,
+        plugins=[watch],
         breakers={"api": {"failure_threshold": 2, "cooldown": 0.05, "probe": 1, "success_threshold": 2}},
     )
     assert report.ok, report.failed
@@ -267,8 +273,13 @@ def test_waiting_on_an_open_breaker_uses_no_attempt_and_no_slot_then_fails_with_
             dlq.append(entry)
 
     report = run(
-        dag, persist=False, concurrency=1, plugins=[Dead()], breaker_max_wait=0.1,
-        breaker_tags={"payments": "pay"}, breakers={"pay": {"failure_threshold": 1, "cooldown": 3600}},
+        dag,
+        persist=False,
+        concurrency=1,
+        plugins=[Dead()],
+        breaker_max_wait=0.1,
+        breaker_tags={"payments": "pay"},
+        breakers={"pay": {"failure_threshold": 1, "cooldown": 3600}},
     )
     charge = report.records["charge"]
     assert order == ["other"]  # 'charge' never ran, and did not keep 'other' from its slot
@@ -291,13 +302,20 @@ def test_a_task_waiting_on_a_breaker_is_launched_once_when_it_closes() -> None:
         return name
 
     dag = Dag("once")
-    dag.add("first", flaky_then_ok, static_kwargs={"name": "first"}, breaker="svc", priority=9,
-            retry=RetryPolicy(max_attempts=3, base=0.2))
+    dag.add(
+        "first",
+        flaky_then_ok,
+        static_kwargs={"name": "first"},
+        breaker="svc",
+        priority=9,
+        retry=RetryPolicy(max_attempts=3, base=0.2),
+    )
     dag.add("slow", lambda: None, priority=0)
     for k in range(3):
         dag.add(f"w{k}", flaky_then_ok, static_kwargs={"name": f"w{k}"}, breaker="svc", priority=5)
-    report = run(dag, persist=False, concurrency=2,
-                 breakers={"svc": {"failure_threshold": 1, "cooldown": 0.05, "probe": 1}})
+    report = run(
+        dag, persist=False, concurrency=2, breakers={"svc": {"failure_threshold": 1, "cooldown": 0.05, "probe": 1}}
+    )
     assert report.ok
     assert sorted(runs) == ["first", "first", "w0", "w1", "w2"]
     assert [report.records[f"w{k}"].attempts for k in range(3)] == [1, 1, 1]
@@ -340,8 +358,13 @@ def test_a_resumed_run_keeps_the_breaker_open_and_does_not_hammer_the_service(
 
     watch2 = BreakerWatch(service)
     second = run(
-        dag, concurrency=1, plugins=[*plugins, watch2], resume=first.run_id, breakers=breakers,
-        breaker_max_wait=0.1, **opts,
+        dag,
+        concurrency=1,
+        plugins=[*plugins, watch2],
+        resume=first.run_id,
+        breakers=breakers,
+        breaker_max_wait=0.1,
+        **opts,
     )
     assert service.count() == seen  # the resumed run sent nothing to the service that was down
     assert watch2.changes and watch2.changes[0][:3] == ("api", CLOSED, OPEN)

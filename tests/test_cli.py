@@ -146,7 +146,9 @@ def test_plugin_adds_a_flag_from_dagplugins(tmp_path: Path) -> None:
     )
     proc = subprocess.run(
         [sys.executable, "-m", "dagexec_core.cli", "run", str(f), "--no-persist", "--greeting", "hello", "--json"],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tasks"]["say"]["state"] == "completed"
@@ -176,7 +178,9 @@ def test_sigint_cancels_and_exits_130_leaving_run_resumable(tmp_path: Path) -> N
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "dagexec_core.cli", "run", str(f), "--no-persist", "--json", "--progress", "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while not marker.exists():

@@ -100,7 +100,9 @@ def test_show_lists_every_task_with_state_attempts_duration_error(
     assert "RuntimeError: upstream down" in text and "dead_lettered" in text
     log = run_json(capsys, ["show", run_id, "--timeline", "--json"], 0)["transitions"]
     assert [(t["task"], t["state"]) for t in log if t["task"] == "transform"] == [
-        ("transform", "running"), ("transform", "failed"), ("transform", "dead_lettered"),
+        ("transform", "running"),
+        ("transform", "failed"),
+        ("transform", "dead_lettered"),
     ]
     assert main(["show", run_id, "--timeline"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -128,7 +130,7 @@ def test_resume_by_run_id_alone_uses_the_remembered_dag_file(
     assert out["run_id"] == run_id and calls(tmp_path) == before
     out = run_json(capsys, ["resume", run_id, "--replay", "transform", "--json"], 0)
     assert out["ok"] and out["counts"] == {"completed": 4}
-    assert calls(tmp_path)[len(before):] == ["transform", "load"]
+    assert calls(tmp_path)[len(before) :] == ["transform", "load"]
 
 
 def test_run_with_resume_flag_and_explicit_file(etl: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,8 +163,10 @@ def test_resume_of_a_locked_run_names_the_holder(etl: Path, tmp_path: Path, caps
     # pid 1 is alive on every Linux host: a live holder on this host
     import socket
 
-    conn.execute("UPDATE runs SET lock_pid = 1, lock_host = ?, lock_started = NULL WHERE run_id = ?",
-                 (socket.gethostname(), run_id))
+    conn.execute(
+        "UPDATE runs SET lock_pid = 1, lock_host = ?, lock_started = NULL WHERE run_id = ?",
+        (socket.gethostname(), run_id),
+    )
     conn.commit()
     conn.close()
     assert main(["resume", run_id]) == 1
@@ -194,7 +198,7 @@ def test_dlq_list_show_replay_purge(etl: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(["dlq", "replay", again[0]["id"]]) == 0
     assert f"replayed transform in run {run_id}: 1 of 1 completed" in capsys.readouterr().out
     # the dead-lettered task and the dependent skipped because of it; nothing completed ran again
-    assert calls(tmp_path)[len(before):] == ["transform", "load"]
+    assert calls(tmp_path)[len(before) :] == ["transform", "load"]
     assert run_json(capsys, ["dlq", "list", "--json"], 0) == []
     shown_run = run_json(capsys, ["show", run_id, "--json"], 0)
     assert shown_run["status"] == "completed"

@@ -102,7 +102,9 @@ def test_sigkill_at_random_instants_then_resume_loses_nothing_and_reruns_no_comp
     side = tmp_path / "executions.log"
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
         "STATE_FILE": str(db),
         "SIDE_FILE": str(side),
         "DAGEXEC_DISABLE_PLUGIN_AUTOLOAD": "1",
@@ -160,7 +162,9 @@ def test_sigkill_at_random_instants_then_resume_loses_nothing_and_reruns_no_comp
 
     run_id, _, _ = read_state(db)
     final = subprocess.run(
-        [sys.executable, str(dag_file)], cwd=tmp_path, env={**env, "RESUME": run_id or "", "DURABILITY": "normal"},
+        [sys.executable, str(dag_file)],
+        cwd=tmp_path,
+        env={**env, "RESUME": run_id or "", "DURABILITY": "normal"},
         capture_output=True,
     )
     assert final.returncode == 0, final.stderr.decode()

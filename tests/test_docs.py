@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOOKS_MD = (ROOT / "docs" / "hooks.md").read_text()
 
 SPECS = {
-    name: inspect.signature(fn)
-    for name, fn in vars(hookspecs).items()
-    if name.startswith("dagexec_") and callable(fn)
+    name: inspect.signature(fn) for name, fn in vars(hookspecs).items() if name.startswith("dagexec_") and callable(fn)
 }
 
 

@@ -195,7 +195,9 @@ def test_a_ten_thousand_element_map_in_a_state_file_resumes_where_it_was_cancell
     db = str(tmp_path / "state.db")
     first = run(dag, state=db, concurrency=8, handle=handle)
     assert first.status == "cancelled"
-    done_before = {int(n[7:-1]) for n, r in first.records.items() if n.startswith("double[") and r.state is TaskState.COMPLETED}
+    done_before = {
+        int(n[7:-1]) for n, r in first.records.items() if n.startswith("double[") and r.state is TaskState.COMPLETED
+    }
     assert 5_000 < len(done_before) < 10_000
 
     second = run(dag, state=db, resume=first.run_id, concurrency=64)

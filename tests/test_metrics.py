@@ -99,7 +99,9 @@ def test_prometheus_endpoint_serves_the_figures_while_the_run_is_under_way() -> 
     assert value("dagexec_task_duration_seconds", "dagexec_task_duration_seconds_count") == 2
     buckets = [s.labels["le"] for s in families["dagexec_task_duration_seconds"].samples if s.name.endswith("_bucket")]
     assert "0.005" in buckets and "3600.0" in buckets
-    sample = next(s for s in families["dagexec_tasks_started"].samples if s.labels.get("cicd_pipeline_task_name") == "b")
+    sample = next(
+        s for s in families["dagexec_tasks_started"].samples if s.labels.get("cicd_pipeline_task_name") == "b"
+    )
     assert sample.value == 2 and sample.labels["cicd_pipeline_name"] == "mixed"
 
 
@@ -145,7 +147,9 @@ def test_the_runnable_examples_in_docs_metrics_md_run() -> None:
         exec(compile(code, "docs/metrics.md", "exec"), {})
 
 
-def test_otel_metrics_exporter_prometheus_serves_on_the_port_the_variables_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_otel_metrics_exporter_prometheus_serves_on_the_port_the_variables_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus")
     monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", "0")
     text = run(mixed_dag(final=_scrape), persist=False).outputs["d"]

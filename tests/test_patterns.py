@@ -178,7 +178,9 @@ def test_every_conditional_of_a_run_is_recorded() -> None:
         dag.add(f"a{k}", lambda: 1, deps=[f"pick{k}"])
         dag.add(f"b{k}", lambda: 2, deps=[f"pick{k}"])
     report = run(dag, plugins=[shared])
-    assert recorded_branches(shared.storage, report.run_id) == {f"pick{k}": ("a" if k % 2 else "b") + str(k) for k in range(5)}
+    assert recorded_branches(shared.storage, report.run_id) == {
+        f"pick{k}": ("a" if k % 2 else "b") + str(k) for k in range(5)
+    }
 
 
 def test_the_tracing_plugin_carries_the_choice_on_the_attempt_span() -> None:
@@ -425,7 +427,9 @@ def test_event_from_a_run_handle_in_another_thread() -> None:
     result: dict[str, Any] = {}
     dag = Dag("d")
     event_task(dag, "wait", "go", timeout=60)
-    worker = threading.Thread(target=lambda: result.update(r=run(dag, persist=False, handle=handle, plugins=[Signal()], signals=False)))
+    worker = threading.Thread(
+        target=lambda: result.update(r=run(dag, persist=False, handle=handle, plugins=[Signal()], signals=False))
+    )
     worker.start()
     assert waiting.wait(30)
     handle.emit("go", [1, 2, 3])
@@ -630,4 +634,3 @@ def test_patterns_run_under_the_process_executor() -> None:
     value, step_pid = report.outputs["chain"]
     assert total == 30 and value == 3
     assert os.getpid() not in (agg_pid, step_pid, report.outputs["big"])  # they ran in worker processes
-

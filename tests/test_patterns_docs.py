@@ -32,7 +32,15 @@ EXAMPLES = _examples()
 
 def test_every_pattern_section_has_a_runnable_example() -> None:
     sections = {name.rsplit("-", 1)[0] for name, _ in EXAMPLES}
-    assert {"conditional", "loop", "event-driven", "stateful-tasks", "fan-out-/-fan-in", "pipeline", "dynamic-map"} <= sections
+    assert {
+        "conditional",
+        "loop",
+        "event-driven",
+        "stateful-tasks",
+        "fan-out-/-fan-in",
+        "pipeline",
+        "dynamic-map",
+    } <= sections
 
 
 @pytest.mark.parametrize("code", [c for _, c in EXAMPLES], ids=[n for n, _ in EXAMPLES])
@@ -43,8 +51,19 @@ def test_docs_example_runs(code: str) -> None:
 def test_examples_patterns_runs_with_the_cli() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
-        [sys.executable, "-m", "dagexec_core.cli", "run", str(ROOT / "examples" / "patterns.py"), "--no-persist", "--json"],
-        capture_output=True, text=True, env=env, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "dagexec_core.cli",
+            "run",
+            str(ROOT / "examples" / "patterns.py"),
+            "--no-persist",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     report = json.loads(proc.stdout)

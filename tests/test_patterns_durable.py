@@ -23,7 +23,12 @@ def _env() -> dict[str, str]:
 
 def dagexec(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "dagexec_core.cli", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "dagexec_core.cli", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if check:
         assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -32,8 +37,12 @@ def dagexec(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
 
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "dagexec_core.cli", *args], cwd=cwd, env=_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "dagexec_core.cli", *args],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -82,7 +91,9 @@ def test_a_loop_result_that_json_cannot_hold_fails_naming_the_iteration(tmp_path
     report = run(dag, state=str(tmp_path / "state.db"))
     rec = report.records["sets"]
     assert rec.state.failed and rec.error is not None
-    assert "OutputSerializationError" in rec.error and "'sets (iteration 0)'" in rec.error and "builtins.set" in rec.error
+    assert (
+        "OutputSerializationError" in rec.error and "'sets (iteration 0)'" in rec.error and "builtins.set" in rec.error
+    )
 
 
 # ---------------------------------------------------------------------------

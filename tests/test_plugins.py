@@ -24,9 +24,7 @@ def counting_dist() -> str:
     try:
         return importlib.metadata.version("dagexec-counting")
     except importlib.metadata.PackageNotFoundError:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(PLUGIN_DIST)], check=True
-        )
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(PLUGIN_DIST)], check=True)
         importlib.invalidate_caches()
         return importlib.metadata.version("dagexec-counting")
 
@@ -182,7 +180,9 @@ def test_every_provider_stage_can_be_replaced_from_dagplugins(tmp_path: Path, st
     dag.add("t", flaky, breaker="svc" if stage == "breaker" else None)
     report = run(dag, persist=False, signals=False, breaker_max_wait=0.05)
     plugin = next(
-        m for n, m in sys.modules.items() if n.startswith("dagplugins_") and getattr(m, "__file__", "") == str(tmp_path / "dagplugins.py")
+        m
+        for n, m in sys.modules.items()
+        if n.startswith("dagplugins_") and getattr(m, "__file__", "") == str(tmp_path / "dagplugins.py")
     )
     assert plugin.INSTANCES, f"the {stage} stage from dagplugins.py was not used"
     rec = report.records["t"]
@@ -270,9 +270,20 @@ def test_third_party_cli_flag_and_plugins_listing(counting_dist: str, tmp_path: 
     dag_file = write_dag_project(tmp_path, None)
     log = tmp_path / "cli.log"
     proc = subprocess.run(
-        [sys.executable, "-m", "dagexec_core.cli", "run", str(dag_file), "--no-persist",
-         "--executor", "counting", "--counting-log", str(log)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dagexec_core.cli",
+            "run",
+            str(dag_file),
+            "--no-persist",
+            "--executor",
+            "counting",
+            "--counting-log",
+            str(log),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert log.read_text().split() == ["a", "b"]

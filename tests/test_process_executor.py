@@ -108,8 +108,12 @@ def test_what_cannot_be_pickled_fails_the_task_naming_it_and_the_type_without_re
 
 def test_errors_come_back_with_their_attributes_and_remote_traceback(tmp_path: Path) -> None:
     dag = Dag("errors")
-    dag.add("limited", pt.rate_limited_once, static_kwargs={"marker": str(tmp_path / "m")},
-            retry=RetryPolicy(max_attempts=2, base=60))  # retry_after (0.01s) beats base
+    dag.add(
+        "limited",
+        pt.rate_limited_once,
+        static_kwargs={"marker": str(tmp_path / "m")},
+        retry=RetryPolicy(max_attempts=2, base=60),
+    )  # retry_after (0.01s) beats base
     dag.add("stubborn", pt.raises_stubborn)
     report = run(dag, persist=False, executor="process")
     assert report.outputs["limited"] == "done"
@@ -146,7 +150,8 @@ def test_cli_runs_a_dag_file_in_worker_processes(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
-    (flows / "flow.py").write_text(textwrap.dedent("""
+    (flows / "flow.py").write_text(
+        textwrap.dedent("""
         import os
         from dagexec_core import Dag
         from helpers import double  # a neighbour of the DAG file, not on the worker's path
@@ -163,12 +168,28 @@ def test_cli_runs_a_dag_file_in_worker_processes(tmp_path: Path) -> None:
             assert multiprocessing.parent_process() is not None, "not in a worker process"
             assert where == os.getpid(), "the worker was not reused"
             return double(21)
-    """))
+    """)
+    )
     env = {**os.environ, "PYTHONPATH": SRC, "DAGEXEC_DISABLE_PLUGIN_AUTOLOAD": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "dagexec_core.cli", "run", "flows/flow.py", "--no-persist", "--json",
-         "--executor", "process", "-c", "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "dagexec_core.cli",
+            "run",
+            "flows/flow.py",
+            "--no-persist",
+            "--json",
+            "--executor",
+            "process",
+            "-c",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -215,4 +236,6 @@ def test_a_worker_that_dies_fails_its_attempt_and_the_retry_gets_a_fresh_worker(
     report = run(dag, persist=False, executor="process", plugins=[Retrying()])
     first = int(marker.read_text())
     assert report.ok and report.outputs["dies"] != first
-    assert rec_errors == [f"WorkerDiedError: task 'dies': its worker process {first} died (exit code -9) while running it"]
+    assert rec_errors == [
+        f"WorkerDiedError: task 'dies': its worker process {first} died (exit code -9) while running it"
+    ]

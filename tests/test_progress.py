@@ -50,7 +50,11 @@ def _dag_file(tmp_path: Path) -> Path:
 def run_piped(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dagexec_core.cli", *args, "run", str(_dag_file(tmp_path)), "--no-persist"],
-        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -68,7 +72,10 @@ def test_without_a_terminal_progress_is_plain_log_lines_on_stderr(tmp_path: Path
 def test_verbose_adds_a_line_per_task_and_quiet_removes_progress(tmp_path: Path) -> None:
     verbose = run_piped(tmp_path, "-v")
     for line in (
-        "task 'fetch' started", "task 'fetch' completed in", "task 'upload' dead_lettered in", "task 'announce' skipped",
+        "task 'fetch' started",
+        "task 'fetch' completed in",
+        "task 'upload' dead_lettered in",
+        "task 'announce' skipped",
     ):
         assert line in verbose.stderr, verbose.stderr
     quiet = run_piped(tmp_path, "-q")
@@ -78,8 +85,21 @@ def test_verbose_adds_a_line_per_task_and_quiet_removes_progress(tmp_path: Path)
 
 def test_progress_off_shows_nothing(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "dagexec_core.cli", "run", str(_dag_file(tmp_path)), "--no-persist", "--progress", "off"],
-        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "dagexec_core.cli",
+            "run",
+            str(_dag_file(tmp_path)),
+            "--no-persist",
+            "--progress",
+            "off",
+        ],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "[dagexec] run" not in proc.stderr
 
@@ -90,7 +110,11 @@ def test_on_a_terminal_progress_is_a_live_bar(tmp_path: Path) -> None:
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dagexec_core.cli", "run", str(_dag_file(tmp_path)), "--no-persist"],
-        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
     )
     os.close(slave)
     chunks: list[bytes] = []
@@ -125,14 +149,22 @@ def test_dagexec_resume_reports_progress_and_honours_quiet(tmp_path: Path) -> No
     dag_file = _dag_file(tmp_path)
     first = subprocess.run(
         [sys.executable, "-m", "dagexec_core.cli", "run", str(dag_file), "--json"],
-        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     run_id = json.loads(first.stdout)["run_id"]
 
     def resume(*flags: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "dagexec_core.cli", *flags, "resume", run_id],
-            env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env=_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     shown = resume()

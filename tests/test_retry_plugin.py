@@ -44,7 +44,8 @@ def test_task_retry_beats_tag_policy_beats_run_default() -> None:
     dag.add("plain", always_fails("plain", calls))
     dag.add("untagged_match", always_fails("untagged_match", calls), tags=["unrelated"])
     report = run(
-        dag, persist=False,
+        dag,
+        persist=False,
         retry={"max_attempts": 3, "base": 0},
         retry_tags={"flaky": {"max_attempts": 4, "base": 0}, "other": 5},
     )
@@ -115,7 +116,8 @@ def test_decorrelated_jitter_through_the_engine_uses_the_previous_delay() -> Non
     rec = RetryRecorder()
     dag = Dag("jitter")
     dag.add(
-        "a", always_fails("a", {}),
+        "a",
+        always_fails("a", {}),
         retry=RetryPolicy(max_attempts=6, base=0.001, max_delay=0.02, jitter="decorrelated"),
     )
     run(dag, persist=False, plugins=[rec])
@@ -172,17 +174,24 @@ def test_a_bad_retry_option_fails_before_the_run_naming_the_option() -> None:
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": SRC, "DAGEXEC_DISABLE_PLUGIN_AUTOLOAD": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "dagexec_core.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "dagexec_core.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
 
 
 def test_pyproject_default_and_cli_budget(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text(textwrap.dedent("""
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [tool.dagexec]
         retry = { max_attempts = 4, base = 0 }
-    """))
-    (tmp_path / "flaky.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "flaky.py").write_text(
+        textwrap.dedent("""
         from pathlib import Path
         from dagexec_core import Dag
 
@@ -193,7 +202,8 @@ def test_pyproject_default_and_cli_budget(tmp_path: Path) -> None:
             log = Path("calls.txt")
             log.write_text(log.read_text() + "x" if log.exists() else "x")
             raise ConnectionError("down")
-    """))
+    """)
+    )
     result = _cli(tmp_path, "run", "flaky.py", "--no-persist", "--json")
     assert result.returncode == 1, result.stderr
     assert (tmp_path / "calls.txt").read_text() == "xxxx"  # the pyproject default: 4 attempts

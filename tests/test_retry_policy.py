@@ -20,7 +20,9 @@ fractions = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
 
 def policy(backoff: str, base: float, factor: float, max_delay: float, jitter: str | float = "none") -> RetryPolicy:
-    return RetryPolicy(max_attempts=10**9, backoff=backoff, base=base, factor=factor, max_delay=max_delay, jitter=jitter)
+    return RetryPolicy(
+        max_attempts=10**9, backoff=backoff, base=base, factor=factor, max_delay=max_delay, jitter=jitter
+    )
 
 
 @given(backoffs, seconds, factors, seconds, attempts)
@@ -53,7 +55,9 @@ def test_exponential_backoff_formula(base: float, factor: float, cap: float, n: 
 
 
 @given(backoffs, seconds, factors, seconds, attempts, st.randoms(use_true_random=False))
-def test_no_jitter_is_the_raw_delay(backoff: str, base: float, factor: float, cap: float, n: int, rng: random.Random) -> None:
+def test_no_jitter_is_the_raw_delay(
+    backoff: str, base: float, factor: float, cap: float, n: int, rng: random.Random
+) -> None:
     p = policy(backoff, base, factor, cap)
     assert p.next_delay(n, ValueError(), rng=rng) == p.raw_delay(n)
 
@@ -111,7 +115,11 @@ def test_decorrelated_jitter_grows_at_most_threefold(base: float, rng: random.Ra
         previous = d
 
 
-@given(seconds, seconds, st.one_of(seconds, st.timedeltas(min_value=datetime.timedelta(0), max_value=datetime.timedelta(hours=5))))
+@given(
+    seconds,
+    seconds,
+    st.one_of(seconds, st.timedeltas(min_value=datetime.timedelta(0), max_value=datetime.timedelta(hours=5))),
+)
 def test_retry_after_on_the_error_sets_the_delay_up_to_the_cap(base: float, cap: float, after: object) -> None:
     error = ConnectionError("429 Too Many Requests")
     error.retry_after = after  # type: ignore[attr-defined]
@@ -132,7 +140,9 @@ def test_max_attempts_one_means_no_retry() -> None:
 
 
 def test_retry_on_and_give_up_on_choose_what_is_retried() -> None:
-    p = RetryPolicy(max_attempts=5, base=0.0, retry_on=(ConnectionError, TimeoutError), give_up_on=ConnectionRefusedError)
+    p = RetryPolicy(
+        max_attempts=5, base=0.0, retry_on=(ConnectionError, TimeoutError), give_up_on=ConnectionRefusedError
+    )
     assert p.next_delay(1, ConnectionResetError()) == 0.0
     assert p.next_delay(1, TimeoutError()) == 0.0
     assert p.next_delay(1, ConnectionRefusedError()) is None  # give_up_on wins over retry_on
@@ -144,7 +154,12 @@ def test_an_error_that_says_it_is_not_retryable_is_not_retried() -> None:
 
 
 def test_delays_lists_the_schedule() -> None:
-    assert list(RetryPolicy(max_attempts=5, backoff="exponential", base=1, factor=3, max_delay=10).delays()) == [1, 3, 9, 10]
+    assert list(RetryPolicy(max_attempts=5, backoff="exponential", base=1, factor=3, max_delay=10).delays()) == [
+        1,
+        3,
+        9,
+        10,
+    ]
     assert list(RetryPolicy(max_attempts=4, backoff="linear", base=2, max_delay=60).delays()) == [2, 4, 6]
 
 

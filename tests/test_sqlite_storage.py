@@ -225,7 +225,10 @@ def test_read_only_directory_gives_a_clear_error(readonly_dir: tuple[Path, list[
     ro.chmod(0o555)
     proc = subprocess.run(
         [*prefix, sys.executable, str(script), str(ro / ".dagexec" / "state.db")],
-        env=child_env(), capture_output=True, text=True, cwd=base,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        cwd=base,
     )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "StateFileError: cannot create the directory of state file" in proc.stdout
@@ -267,7 +270,9 @@ def test_full_disk_rolls_back_the_whole_step_and_says_so(tmp_path: Path) -> None
     storage.conn.execute(f"PRAGMA max_page_count = {pages}")
     big = json.dumps("x" * 200_000)
     with pytest.raises(StateFileError, match="full.*rolled back"):
-        storage.write("r1", [("b", "running", 1, 2.0, None, None, None, None), ("a", "completed", 1, 1.0, 2.0, big, None, None)])
+        storage.write(
+            "r1", [("b", "running", 1, 2.0, None, None, None, None), ("a", "completed", 1, 1.0, 2.0, big, None, None)]
+        )
     storage.close()
     check = SqliteStorage(db)
     records = check.load_records("r1")
@@ -512,8 +517,11 @@ def lock_dag(tmp_path: Path) -> tuple[Path, Path, Dag]:
 
 def start_holder(path: Path, gate: Path, db: Path) -> tuple[subprocess.Popen[str], str]:
     child = subprocess.Popen(
-        [sys.executable, str(path)], env=child_env(GATE=str(gate), STATE=str(db)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(path)],
+        env=child_env(GATE=str(gate), STATE=str(db)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     run_id = child.stdout.readline().strip()  # printed from inside the task: the run is locked by now
@@ -699,7 +707,9 @@ def test_write_is_one_transaction_per_call(tmp_path: Path) -> None:
     storage.conn.set_trace_callback(commits.append)
     storage.write("r1", [(n, "running", 1, 1.0, None, None, None, None) for n in names])
     # a small step is one multi-row INSERT: a transaction by itself
-    storage.write("r1", [("t0", "completed", 1, 1.0, 2.0, "5", None, None), ("t1", "failed", 1, 1.0, 2.0, None, "boom", None)])
+    storage.write(
+        "r1", [("t0", "completed", 1, 1.0, 2.0, "5", None, None), ("t1", "failed", 1, 1.0, 2.0, None, "boom", None)]
+    )
     storage.conn.set_trace_callback(None)
     assert [s for s in commits if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
     assert [s for s in commits if s.startswith("INSERT")][-1].count("), (") == 1
@@ -713,9 +723,14 @@ def test_records_logged_but_not_applied_are_read_as_they_stand(tmp_path: Path) -
     db = tmp_path / "s.db"
     writer = SqliteStorage(db)
     writer.create_run(RunInfo("r1", "d", "running", 1.0), ["a", "b", "c"], {"a": [], "b": ["a"], "c": []})
-    writer.write("r1", [("a", "running", 1, 1.0, None, None, None, "t" * 32), ("c", "running", 1, 1.0, None, None, None, None)])
+    writer.write(
+        "r1", [("a", "running", 1, 1.0, None, None, None, "t" * 32), ("c", "running", 1, 1.0, None, None, None, None)]
+    )
     writer.write("r1", [("a", "completed", 1, 1.0, 2.0, '{"rows": [1, 2]}', None, "t" * 32)])
-    writer.write("r1", [("c", "failed", 1, 1.0, 2.5, None, "ValueError: no", None), ("b", "running", 1, 2.0, None, None, None, None)])
+    writer.write(
+        "r1",
+        [("c", "failed", 1, 1.0, 2.5, None, "ValueError: no", None), ("b", "running", 1, 2.0, None, None, None, None)],
+    )
     writer.write("r1", [("extra", "completed", 1, 3.0, 4.0, "7", None, None)])  # a task the run did not declare
 
     reader = SqliteStorage(db)  # another process's view
@@ -993,6 +1008,8 @@ def test_add_tasks_records_only_names_the_run_does_not_have(tmp_path: Path) -> N
     assert other.get_run("r1").task_count == 4
     assert list(other.load_records("r1")) == ["a", "b", "c", "d"]
     conn = sqlite3.connect(db)
-    parts = [json.loads(d) for (d,) in conn.execute("SELECT deps FROM run_fingerprints WHERE run_id = 'r1' ORDER BY part")]
+    parts = [
+        json.loads(d) for (d,) in conn.execute("SELECT deps FROM run_fingerprints WHERE run_id = 'r1' ORDER BY part")
+    ]
     assert parts == [{"a": [], "b": ["a"]}, {"c": ["b"]}, {"d": []}]  # "b" keeps its first dependencies
     conn.close()

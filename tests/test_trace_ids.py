@@ -63,7 +63,9 @@ def test_a_traced_run_stores_its_trace_id_with_every_record_and_with_the_run(
     trace_id = run_trace(exporter, "etl")
     assert {n: r.trace_id for n, r in report.records.items()} == dict.fromkeys(report.records, trace_id)
     stored = SqliteStorage(db).load_records(report.run_id)
-    assert {n: r.trace_id for n, r in stored.items()} == dict.fromkeys(["extract", "transform", "load", "side"], trace_id)
+    assert {n: r.trace_id for n, r in stored.items()} == dict.fromkeys(
+        ["extract", "transform", "load", "side"], trace_id
+    )
     shown = cli_json(capsys, ["show", report.run_id, "--state", str(db), "--json"])
     assert shown["trace_id"] == trace_id
     assert {t["name"]: t["trace_id"] for t in shown["tasks"]} == dict.fromkeys(stored, trace_id)
@@ -121,7 +123,9 @@ def test_an_untraced_run_stores_null_trace_ids_and_an_untraced_resume_clears_the
     broken = {"flag": True}
     untraced = run(etl_dag(broken), state=str(db))
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT count(*), count(trace_id) FROM task_records WHERE run_id = ?", (untraced.run_id,)).fetchone() == (4, 0)
+    assert conn.execute(
+        "SELECT count(*), count(trace_id) FROM task_records WHERE run_id = ?", (untraced.run_id,)
+    ).fetchone() == (4, 0)
     assert conn.execute("SELECT trace_id FROM runs WHERE run_id = ?", (untraced.run_id,)).fetchone() == (None,)
     conn.close()
     assert {r.trace_id for r in untraced.records.values()} == {None}
@@ -165,7 +169,8 @@ def _version_2_file(db: Path) -> None:
     text = fingerprint_text(deps)
     conn.execute(
         "INSERT INTO runs (run_id, dag_name, status, started_at, task_count, num, dag_digest) "
-        "VALUES ('r1', 'etl', 'running', 1.0, 4, 1, ?)", (fingerprint_digest(text=text),)
+        "VALUES ('r1', 'etl', 'running', 1.0, 4, 1, ?)",
+        (fingerprint_digest(text=text),),
     )
     conn.execute("INSERT INTO run_fingerprints (run_id, part, deps) VALUES ('r1', 0, ?)", (text,))
     for k, name in enumerate(deps):
@@ -195,7 +200,10 @@ def test_a_version_2_file_gains_the_trace_id_column_and_resumes(tmp_path: Path, 
     trace_id = run_trace(exporter, "etl")
     records = SqliteStorage(db).load_records("r1")
     assert {n: r.trace_id for n, r in records.items()} == {
-        "extract": None, "transform": trace_id, "load": trace_id, "side": trace_id,
+        "extract": None,
+        "transform": trace_id,
+        "load": trace_id,
+        "side": trace_id,
     }
     assert SqliteStorage(db).get_run("r1").trace_id == trace_id  # first traced invocation of the run
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -374,7 +374,9 @@ def test_a_run_the_sampler_drops_makes_no_spans_and_its_bodies_spans_are_dropped
     class DropRuns(Sampler):
         """Root sampler: drop dagexec runs, keep any other root."""
 
-        def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> SamplingResult:
+        def should_sample(
+            self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any
+        ) -> SamplingResult:
             if name.startswith("RUN "):
                 return SamplingResult(Decision.DROP)
             return ALWAYS_ON.should_sample(parent_context, trace_id, name, *args, **kwargs)

@@ -75,9 +75,14 @@ def test_cli_run_with_only_otel_variables_delivers_the_span_tree_over_otlp_http_
     assert received.encodings and set(received.encodings) == {"gzip"}
     assert set(spans) == {
         "RUN nightly",
-        "extract", "extract attempt 1", "query warehouse",
-        "load", "load attempt 1", "load attempt 2",
-        "notify", "notify attempt 1",
+        "extract",
+        "extract attempt 1",
+        "query warehouse",
+        "load",
+        "load attempt 1",
+        "load attempt 2",
+        "notify",
+        "notify attempt 1",
     }
     root = spans["RUN nightly"]
     assert root["parent_span_id"] == "" and root["kind"] == KIND_SERVER
@@ -181,10 +186,24 @@ def test_cli_process_executor_worker_spans_reach_the_receiver_under_their_attemp
     env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
     with otlp_receiver() as (endpoint, received):
         proc = subprocess.run(
-            [sys.executable, "-m", "dagexec_core.cli", "run", str(dag_file), "--no-persist", "--json",
-             "--executor", "process", "--progress", "off"],
+            [
+                sys.executable,
+                "-m",
+                "dagexec_core.cli",
+                "run",
+                str(dag_file),
+                "--no-persist",
+                "--json",
+                "--executor",
+                "process",
+                "--progress",
+                "off",
+            ],
             env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
-            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
         spans = received.by_name()
@@ -250,7 +269,10 @@ def test_cli_resumed_run_starts_a_new_trace_linked_to_the_first_one(tmp_path: Pa
         return subprocess.run(
             [sys.executable, "-m", "dagexec_core.cli", "run", str(dag_file), "--json", "--progress", "off", *args],
             env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
-            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     with otlp_receiver() as (endpoint, received):

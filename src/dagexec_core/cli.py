@@ -51,7 +51,11 @@ def build_parser(pm: PluginManager | None) -> argparse.ArgumentParser:
     # subcommand's default from overwriting what was given before the name.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-p", dest="plugin_args", action="append", default=argparse.SUPPRESS, metavar="NAME",
+        "-p",
+        dest="plugin_args",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
         help="load plugin module NAME; -p no:NAME blocks plugin NAME",
     )
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
@@ -211,7 +215,9 @@ NEEDS_DAG = {"run", "validate", "graph"}
 
 def _setup_logging(verbose: int, quiet: int) -> None:
     level = logging.WARNING - 10 * verbose + 10 * quiet
-    logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=max(logging.DEBUG, level), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,9 +248,7 @@ def _main(argv: list[str]) -> int:
         return EXIT_OK if wants_help else EXIT_USAGE
     target = getattr(known, "target", None)
     dag_path = split_target(target)[0] if target else None
-    plugin_args = getattr(known, "plugin_args", None) or [
-        argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-p"
-    ]
+    plugin_args = getattr(known, "plugin_args", None) or [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-p"]
     pm = build_plugin_manager(
         plugin_args=plugin_args,
         dag_path=dag_path if dag_path and dag_path.is_file() else None,

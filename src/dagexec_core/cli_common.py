@@ -28,7 +28,6 @@ def split_target(target: str) -> tuple[Path, str | None]:
     return Path(target), None
 
 
-
 def load_dags(path: Path) -> dict[str, Dag]:
     """Import ``path`` and return the `Dag` objects it defines, by DAG name."""
     if not path.is_file():
@@ -45,7 +44,11 @@ def load_dags(path: Path) -> dict[str, Dag]:
     except SyntaxError as exc:
         raise UsageError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from exc
     except Exception as exc:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path.resolve() or f.filename == str(path)]
+        frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if Path(f.filename) == path.resolve() or f.filename == str(path)
+        ]
         where = f"{path}:{frames[-1].lineno}" if frames else str(path)
         raise UsageError(f"{where}: importing the DAG file raised {type(exc).__name__}: {exc}") from exc
     finally:
@@ -58,7 +61,6 @@ def load_dags(path: Path) -> dict[str, Dag]:
         if isinstance(value, Dag) and not getattr(value, "source_file", None):
             value.source_file = str(path)
     return dags
-
 
 
 def pick_dag(target: str) -> tuple[Dag, Path]:
@@ -78,14 +80,12 @@ def pick_dag(target: str) -> tuple[Dag, Path]:
     return next(iter(dags.values())), path
 
 
-
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", "-c", type=int, default=None, help="tasks running at once (default 32)")
     p.add_argument("--state", default=None, help="SQLite state file (default .dagexec/state.db)")
     p.add_argument("--no-persist", action="store_true", help="keep no state (nothing to resume)")
     p.add_argument("--executor", default=None, help="task executor: local (default), process, dask")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
-
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,7 +96,6 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["persist"] = False
     opts["verbosity"] = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)  # -v/-q for plugins (progress)
     return opts
-
 
 
 def report_exit(report: Any, args: argparse.Namespace) -> int:
@@ -112,7 +111,6 @@ def report_exit(report: Any, args: argparse.Namespace) -> int:
     if report.status == "cancelled":
         return EXIT_CANCELLED
     return EXIT_OK if report.ok else EXIT_FAILED
-
 
 
 def report_json(report: Any) -> dict[str, Any]:

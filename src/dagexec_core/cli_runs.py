@@ -39,16 +39,23 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
     """Add ``resume``, ``runs``, ``show`` and ``dlq`` to the ``dagexec`` parser."""
 
     p_resume = sub.add_parser(
-        "resume", help="continue a stored run (its DAG file is remembered)",
+        "resume",
+        help="continue a stored run (its DAG file is remembered)",
         description="Continue run RUN_ID: completed tasks are not run again, their outputs are reloaded.",
     )
     p_resume.add_argument("run_id", metavar="RUN_ID")
     p_resume.add_argument(
-        "target", metavar="FILE[:DAG]", nargs="?", default=None,
+        "target",
+        metavar="FILE[:DAG]",
+        nargs="?",
+        default=None,
         help="the DAG file (default: the file the run was started from)",
     )
     p_resume.add_argument(
-        "--replay", metavar="TASK", action="append", default=None,
+        "--replay",
+        metavar="TASK",
+        action="append",
+        default=None,
         help="run TASK again, with its skipped or failed dependents (repeatable)",
     )
     add_run_options(p_resume)
@@ -70,7 +77,8 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
     p_show.set_defaults(func=cmd_show)
 
     p_dlq = sub.add_parser(
-        "dlq", help="the dead-letter queue: tasks whose retries were exhausted",
+        "dlq",
+        help="the dead-letter queue: tasks whose retries were exhausted",
         description="list: the entries; show ID: one with its traceback; replay ID...|--run RUN_ID: re-run the "
         "tasks and the dependents skipped because of them, inside their run; purge ID...|--run RUN_ID|--all.",
     )
@@ -78,8 +86,13 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
     p_dlq.add_argument("entry_ids", metavar="ID", nargs="*")
     p_dlq.add_argument("--run", metavar="RUN_ID", default=None, help="the dead letters of this run")
     p_dlq.add_argument("--all", action="store_true", help="purge: every dead letter in the state file")
-    p_dlq.add_argument("--dag", dest="target", metavar="FILE[:DAG]", default=None,
-                       help="replay: the DAG file (default: the file the run was started from)")
+    p_dlq.add_argument(
+        "--dag",
+        dest="target",
+        metavar="FILE[:DAG]",
+        default=None,
+        help="replay: the DAG file (default: the file the run was started from)",
+    )
     add_run_options(p_dlq)
     if pm is not None:
         call_hook(pm, "dagexec_addoption", parser=p_dlq.add_argument_group("plugin options (replay)"))
@@ -123,7 +136,9 @@ def open_state(args: argparse.Namespace) -> Iterator[tuple[Config, Storage]]:
 
 
 def dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQueue:
-    dlq: DeadLetterQueue | None = call_hook(config.pluginmanager, "dagexec_dead_letter_queue", config=config, storage=storage)
+    dlq: DeadLetterQueue | None = call_hook(
+        config.pluginmanager, "dagexec_dead_letter_queue", config=config, storage=storage
+    )
     if dlq is None:
         raise PluginError("no plugin provides a dead-letter queue (is 'deadletter' blocked?)")
     return dlq
@@ -221,8 +236,10 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
             rows.append((f"+{t['at'] - start:.3f}s", t["task"], t["state"], str(t["attempts"]), _short(t["error"])))
         _table(rows)
         return EXIT_OK
-    print(f"run {info.run_id} of DAG {info.dag_name!r}: {info.status}, started {_when(info.started_at)}, "
-          f"{_duration(info)}; {_counts(info.counts)}")
+    print(
+        f"run {info.run_id} of DAG {info.dag_name!r}: {info.status}, started {_when(info.started_at)}, "
+        f"{_duration(info)}; {_counts(info.counts)}"
+    )
     if info.trace_id:
         print(f"trace id: {info.trace_id}")
         # a traced resume's tasks point to its own trace; name the others (--json shows every task's)
@@ -255,7 +272,9 @@ def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
         return EXIT_OK
     rows = [("ID", "RUN", "TASK", "ATTEMPTS", "WHEN", "ERROR")]
     for e in entries:
-        rows.append((e.id, e.run_id, e.task, str(e.attempts), _when(e.created_at), _short(f"{e.error_type}: {e.message}")))
+        rows.append(
+            (e.id, e.run_id, e.task, str(e.attempts), _when(e.created_at), _short(f"{e.error_type}: {e.message}"))
+        )
     _table(rows)
     return EXIT_OK
 

@@ -76,9 +76,7 @@ class Task:
         except (TypeError, ValueError):  # builtins without a signature
             params = {}  # type: ignore[assignment]
         var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        object.__setattr__(
-            self, "dep_params", tuple(d for d in self.deps if var_kw or d in params)
-        )
+        object.__setattr__(self, "dep_params", tuple(d for d in self.deps if var_kw or d in params))
         object.__setattr__(self, "wants_ctx", "ctx" in params)
         if self.trigger not in TRIGGER_RULES:
             raise TaskDefinitionError(
@@ -279,7 +277,7 @@ class Dag:
             seen[node] = len(path)
             path.append(node)
             node = next(d for d in self._tasks[node].deps if d in candidates)
-        loop = path[seen[node]:] + [node]
+        loop = path[seen[node] :] + [node]
         loop.reverse()  # present as "a -> b" meaning b depends on a... read in run order
         return loop
 

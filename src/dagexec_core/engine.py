@@ -392,7 +392,8 @@ class Run:
     def metrics_snapshot(self, counts: dict[str, int] | None = None) -> dict[str, Any]:
         counts = counts or self.counts()
         durs = sorted(
-            f - s for s, f, st in zip(self.started, self.finished, self.states, strict=True)
+            f - s
+            for s, f, st in zip(self.started, self.finished, self.states, strict=True)
             if s is not None and f is not None and st is COMPLETED
         )
 
@@ -551,8 +552,10 @@ class Run:
             self._step()
             if self.done_queue:
                 continue
-            if self.running <= 0 and not self.inflight and (
-                self.cancelling or (not self.ready and not self.timers and not self.breaker_waiting)
+            if (
+                self.running <= 0
+                and not self.inflight
+                and (self.cancelling or (not self.ready and not self.timers and not self.breaker_waiting))
             ):
                 break
             wakeup.clear()
@@ -667,9 +670,7 @@ class Run:
         if fut.cancelled():
             if fut in self.timed_out:
                 self.timed_out.discard(fut)
-                exc = TaskTimeoutError(
-                    f"task {task.name!r} attempt {self.attempts[i]} timed out after {task.timeout}s"
-                )
+                exc = TaskTimeoutError(f"task {task.name!r} attempt {self.attempts[i]} timed out after {task.timeout}s")
             else:
                 exc = TaskCancelledError(f"task {task.name!r} was cancelled with run {self.run_id}")
         else:
@@ -695,7 +696,9 @@ class Run:
             self.finished[i] = now
             self.errors[i] = None
             if self.persist:
-                self.rows.append((task.name, "completed", self.attempts[i], self.started[i], now, text, None, self.record_trace_id))
+                self.rows.append(
+                    (task.name, "completed", self.attempts[i], self.started[i], now, text, None, self.record_trace_id)
+                )
             if task.breaker is not None:
                 self.breakers[task.breaker].record_success()
             self._finish(i)
@@ -759,8 +762,14 @@ class Run:
             if self.persist:
                 self.rows.append(
                     (
-                        task.name, "dead_lettered", self.attempts[i], self.started[i], self.finished[i], None,
-                        self.errors[i], self.record_trace_id,
+                        task.name,
+                        "dead_lettered",
+                        self.attempts[i],
+                        self.started[i],
+                        self.finished[i],
+                        None,
+                        self.errors[i],
+                        self.record_trace_id,
                     )
                 )
             if self._h_task_dead_lettered:
@@ -787,7 +796,16 @@ class Run:
         self.finished[i] = now
         if self.persist:
             self.rows.append(
-                (self.tasks[i].name, state.value, self.attempts[i], self.started[i], now, None, error, self.record_trace_id)
+                (
+                    self.tasks[i].name,
+                    state.value,
+                    self.attempts[i],
+                    self.started[i],
+                    now,
+                    None,
+                    error,
+                    self.record_trace_id,
+                )
             )
         if finish:
             self._finish(i)
@@ -858,7 +876,11 @@ class Run:
         try:
             items = list(items)
         except TypeError:
-            self._set_final(c, FAILED, f"TypeError: dag.map over {task.map_over!r} needs an iterable output, got {type(items).__name__}")
+            self._set_final(
+                c,
+                FAILED,
+                f"TypeError: dag.map over {task.map_over!r} needs an iterable output, got {type(items).__name__}",
+            )
             return
         try:
             params = inspect.signature(task.fn).parameters
@@ -944,7 +966,9 @@ class Run:
         bad = [self.tasks[j].name for j in kids if self.states[j] is not COMPLETED]
         if bad:
             shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
-            self._set_final(c, FAILED, f"MapError: {len(bad)} of {len(kids)} mapped tasks did not complete: {shown}", finish=False)
+            self._set_final(
+                c, FAILED, f"MapError: {len(bad)} of {len(kids)} mapped tasks did not complete: {shown}", finish=False
+            )
         else:
             value = [self.outputs[j] for j in kids]
             now = time.time()
@@ -955,7 +979,9 @@ class Run:
             self.finished[c] = now
             if self.persist:
                 text = encode_output(self.serializer, self.tasks[c].name, value)
-                self.rows.append((self.tasks[c].name, "completed", 1, self.started[c], now, text, None, self.record_trace_id))
+                self.rows.append(
+                    (self.tasks[c].name, "completed", 1, self.started[c], now, text, None, self.record_trace_id)
+                )
         stack.append(c)
 
     # -- breakers ------------------------------------------------------------
@@ -1026,7 +1052,9 @@ class Run:
         return policy
 
     def _emit_event(self, name: str, **kwargs: Any) -> None:
-        if name in ("dagexec_run_started", "dagexec_run_finished") and not getattr(self, "_h_" + name.removeprefix("dagexec_")):
+        if name in ("dagexec_run_started", "dagexec_run_finished") and not getattr(
+            self, "_h_" + name.removeprefix("dagexec_")
+        ):
             return
         try:
             getattr(self.hook, name)(**kwargs)
@@ -1047,7 +1075,10 @@ class Run:
 
     def _open_new(self) -> None:
         info = RunInfo(
-            run_id=self.run_id, dag_name=self.dag.name, status="running", started_at=self.started_at,
+            run_id=self.run_id,
+            dag_name=self.dag.name,
+            status="running",
+            started_at=self.started_at,
             task_count=len(self.tasks),
         )
         self.storage.create_run(info, [t.name for t in self.tasks], self._fingerprint())
@@ -1109,7 +1140,8 @@ class Run:
                 )
         if changed:
             raise DagChangedError(
-                f"run {self.run_id} of DAG {self.dag.name!r} cannot be resumed: " + "; ".join(changed)
+                f"run {self.run_id} of DAG {self.dag.name!r} cannot be resumed: "
+                + "; ".join(changed)
                 + "; start a new run instead"
             )
         replay = set(self.replay)
@@ -1124,8 +1156,10 @@ class Run:
             while stack:
                 for c in self.children[stack.pop()]:
                     child = records.get(self.tasks[c].name)
-                    if c not in to_reset and child is not None and child.state in (
-                        SKIPPED, FAILED, DEAD_LETTERED, CANCELLED
+                    if (
+                        c not in to_reset
+                        and child is not None
+                        and child.state in (SKIPPED, FAILED, DEAD_LETTERED, CANCELLED)
                     ):
                         to_reset.add(c)
                         stack.append(c)
@@ -1158,7 +1192,9 @@ class Run:
                 # A map collector's attempt is its elements': it expands again, reusing completed ones;
                 # a resumable task (a loop) continues from its own checkpoint.
                 if (
-                    state is RUNNING and task.map_over is None and not task.resumable
+                    state is RUNNING
+                    and task.map_over is None
+                    and not task.resumable
                     and rec.attempts >= self._policy(i).max_attempts
                 ):
                     crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
@@ -1168,10 +1204,18 @@ class Run:
             if state is rec.state and state in TERMINAL_STATES and i not in crashed:
                 trace_ids[i] = rec.trace_id  # kept as stored: it keeps the trace that wrote it
             if self.persist and state is not rec.state:
-                self.rows.append((
-                    task.name, state.value, self.attempts[i], self.started[i], self.finished[i], None, self.errors[i],
-                    self.record_trace_id,
-                ))
+                self.rows.append(
+                    (
+                        task.name,
+                        state.value,
+                        self.attempts[i],
+                        self.started[i],
+                        self.finished[i],
+                        None,
+                        self.errors[i],
+                        self.record_trace_id,
+                    )
+                )
         if new_names:
             self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
         self._start_roots(range(len(self.tasks)))
@@ -1192,11 +1236,14 @@ class Run:
     def _fail_interrupted(self) -> None:
         """Fail (and dead-letter) the tasks a crash interrupted on their last attempt; after run_started."""
         for i in self.interrupted:
-            self._fail(i, TaskInterruptedError(
-                f"task {self.tasks[i].name!r} was interrupted on its last attempt ({self.attempts[i]}) when the "
-                f"process driving run {self.run_id} died; replay it with: dagexec resume {self.run_id} "
-                f"--replay {self.tasks[i].name}"
-            ))
+            self._fail(
+                i,
+                TaskInterruptedError(
+                    f"task {self.tasks[i].name!r} was interrupted on its last attempt ({self.attempts[i]}) when the "
+                    f"process driving run {self.run_id} died; replay it with: dagexec resume {self.run_id} "
+                    f"--replay {self.tasks[i].name}"
+                ),
+            )
         self.interrupted = []
         self._flush()
 
@@ -1206,10 +1253,18 @@ class Run:
                 self.states[i] = CANCELLED
                 self.finished[i] = time.time()
                 if self.persist:
-                    self.rows.append((
-                        self.tasks[i].name, "cancelled", self.attempts[i], self.started[i], self.finished[i], None,
-                        self.errors[i], self.record_trace_id,
-                    ))
+                    self.rows.append(
+                        (
+                            self.tasks[i].name,
+                            "cancelled",
+                            self.attempts[i],
+                            self.started[i],
+                            self.finished[i],
+                            None,
+                            self.errors[i],
+                            self.record_trace_id,
+                        )
+                    )
         self._flush()
 
 
@@ -1356,8 +1411,16 @@ def run(
                     pass
         try:
             return await arun(
-                dag, state=state, concurrency=concurrency, resume=resume, plugins=plugins, config=config,
-                persist=persist, handle=handle, replay=replay, **options,
+                dag,
+                state=state,
+                concurrency=concurrency,
+                resume=resume,
+                plugins=plugins,
+                config=config,
+                persist=persist,
+                handle=handle,
+                replay=replay,
+                **options,
             )
         finally:
             for sig in installed:

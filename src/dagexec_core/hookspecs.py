@@ -227,4 +227,3 @@ def dagexec_run_finished(run: Run, report: RunReport) -> None:
     :param run: the `Run`.
     :param report: the `RunReport`.
     """
-

@@ -151,9 +151,7 @@ def build_plugin_manager(
                     f"plugin {ep.name!r} ({where}) failed to import: {type(exc).__name__}: {exc}; "
                     f"fix or uninstall it, or skip it with -p no:{ep.name}"
                 ) from exc
-            pm.register_plugin(
-                _instantiate(obj), ep.name, "entrypoint", dist.version if dist else None, _file_of(obj)
-            )
+            pm.register_plugin(_instantiate(obj), ep.name, "entrypoint", dist.version if dist else None, _file_of(obj))
 
     for modname in [*_env_list("DAGEXEC_PLUGINS"), *load]:
         if pm.is_blocked(modname) or pm.get_plugin(modname) is not None:
@@ -179,9 +177,7 @@ def _import(modname: str, name: str, what: str) -> ModuleType:
         return importlib.import_module(modname)
     except Exception as exc:
         where = getattr(exc, "filename", None) or modname
-        raise PluginLoadError(
-            f"{what} {name!r} ({where}) failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise PluginLoadError(f"{what} {name!r} ({where}) failed to import: {type(exc).__name__}: {exc}") from exc
 
 
 def _instantiate(obj: Any) -> object:
@@ -217,14 +213,10 @@ def load_dagplugins(path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
-        raise PluginLoadError(
-            f"{exc.filename or path}:{exc.lineno}: syntax error in dagplugins.py: {exc.msg}"
-        ) from exc
+        raise PluginLoadError(f"{exc.filename or path}:{exc.lineno}: syntax error in dagplugins.py: {exc.msg}") from exc
     except Exception as exc:
         line = _line_in(exc.__traceback__, str(path))
-        raise PluginLoadError(
-            f"{path}:{line}: dagplugins.py failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise PluginLoadError(f"{path}:{line}: dagplugins.py failed to import: {type(exc).__name__}: {exc}") from exc
     sys.modules[modname] = module
     return module
 

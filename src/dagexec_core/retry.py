@@ -129,7 +129,9 @@ class RetryPolicy:
             kwargs = {str(k).replace("-", "_"): v for k, v in value.items()}
             unknown = sorted(set(kwargs) - fields)
             if unknown:
-                raise UsageError(f"{where}: unknown field(s) {', '.join(unknown)}; RetryPolicy takes {', '.join(sorted(fields))}")
+                raise UsageError(
+                    f"{where}: unknown field(s) {', '.join(unknown)}; RetryPolicy takes {', '.join(sorted(fields))}"
+                )
             try:
                 return cls(**kwargs)
             except (TypeError, ValueError) as exc:

@@ -215,7 +215,11 @@ class Plugin:
     @hookimpl
     def dagexec_addoption(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--breaker-max-wait", dest="breaker_max_wait", type=float, default=None, metavar="SECONDS",
+            "--breaker-max-wait",
+            dest="breaker_max_wait",
+            type=float,
+            default=None,
+            metavar="SECONDS",
             help="how long a task waits for its open circuit breaker before failing with CircuitOpenError",
         )
 
@@ -229,7 +233,7 @@ class Plugin:
         for tag, group in (config.getoption("breaker_tags") or {}).items():
             if not isinstance(group, str) or not group:
                 raise UsageError(f"option breaker_tags.{tag} must name a breaker group, not {group!r}")
-        for name in (config.getoption("breakers") or {}):
+        for name in config.getoption("breakers") or {}:
             BreakerSettings.for_group(str(name), config)
         BreakerSettings.for_group("*", config)
 
@@ -250,7 +254,10 @@ class Plugin:
                     if breaker.state != CLOSED:
                         log.warning(
                             "circuit breaker %r of run %s resumes %s (%.1fs of cooldown left)",
-                            name, run_id, breaker.state, breaker.retry_in,
+                            name,
+                            run_id,
+                            breaker.state,
+                            breaker.retry_in,
                         )
 
             def persist(snap: dict[str, Any]) -> None:

@@ -61,7 +61,9 @@ class MemoryStorage:
 
     def finish_run(self, run_id: str, status: str, finished_at: float, counts: Mapping[str, int]) -> None:
         if run_id in self.runs:
-            self.runs[run_id] = attrs.evolve(self.runs[run_id], status=status, finished_at=finished_at, counts=dict(counts))
+            self.runs[run_id] = attrs.evolve(
+                self.runs[run_id], status=status, finished_at=finished_at, counts=dict(counts)
+            )
 
     def list_runs(self, limit: int = 20) -> list[RunInfo]:
         return sorted(self.runs.values(), key=lambda r: r.started_at, reverse=True)[:limit]

@@ -55,7 +55,24 @@ EXPORTERS = ("otlp", "console", "prometheus", "none")
 
 #: Seconds: task bodies range from milliseconds to long batch jobs.
 DURATION_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
 )
 
 _BASE_NAME = re.compile(r"\[\d+\]$")
@@ -107,9 +124,13 @@ class MetricEvents:
         self._attrs: dict[tuple[str, str], dict[str, str]] = {}
         for name, unit, description in _COUNTERS:
             meter.create_observable_counter(f"dagexec.tasks.{name}", [self._observer(name)], unit, description)
-        meter.create_observable_up_down_counter("dagexec.runs.active", [self._observe_active], "{run}", "Runs under way")
+        meter.create_observable_up_down_counter(
+            "dagexec.runs.active", [self._observe_active], "{run}", "Runs under way"
+        )
         self.duration = meter.create_histogram(
-            "dagexec.task.duration", "s", "Task duration, first attempt start to final state",
+            "dagexec.task.duration",
+            "s",
+            "Task duration, first attempt start to final state",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
         self.run_duration = meter.create_histogram(

@@ -70,9 +70,7 @@ class ProcessContext:
     run, its blackboard and events) stays in the parent process.
     """
 
-    def __init__(
-        self, run_id: str, task: str, attempt: int, timeout: float | None, outputs: dict[str, Any]
-    ) -> None:
+    def __init__(self, run_id: str, task: str, attempt: int, timeout: float | None, outputs: dict[str, Any]) -> None:
         self.run_id = run_id
         self.task = task
         self.attempt = attempt
@@ -179,11 +177,17 @@ def worker_main(conn: Connection) -> None:
             _ensure_module(modname, modfile)
             fn, kwargs = pickle.loads(blob)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            conn.send(("error", TaskPicklingError(
-                f"task {task_name!r}: the worker process could not load its function from module "
-                f"{modname!r} ({modfile or 'not a file'}): {type(exc).__name__}: {exc}; "
-                f"define task functions at the top level of an importable module"
-            ), ""))
+            conn.send(
+                (
+                    "error",
+                    TaskPicklingError(
+                        f"task {task_name!r}: the worker process could not load its function from module "
+                        f"{modname!r} ({modfile or 'not a file'}): {type(exc).__name__}: {exc}; "
+                        f"define task functions at the top level of an importable module"
+                    ),
+                    "",
+                )
+            )
             continue
         ctx = kwargs.get("ctx")
         if isinstance(ctx, ProcessContext):
@@ -203,11 +207,17 @@ def worker_main(conn: Connection) -> None:
         try:
             conn.send(("ok", value))
         except Exception as exc:  # the output cannot be pickled back
-            conn.send(("error", TaskPicklingError(
-                f"task {task_name!r} returned a {type(value).__module__}.{type(value).__qualname__}, which "
-                f"cannot be pickled back from its worker process ({exc}); return plain data (dicts, lists, "
-                f"numbers, strings) or run the task with the local executor"
-            ), ""))
+            conn.send(
+                (
+                    "error",
+                    TaskPicklingError(
+                        f"task {task_name!r} returned a {type(value).__module__}.{type(value).__qualname__}, which "
+                        f"cannot be pickled back from its worker process ({exc}); return plain data (dicts, lists, "
+                        f"numbers, strings) or run the task with the local executor"
+                    ),
+                    "",
+                )
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -244,9 +254,7 @@ class ProcessExecutor:
 
     def __init__(self, start_method: str = "spawn") -> None:
         if start_method not in START_METHODS:
-            raise UsageError(
-                f"process_start_method={start_method!r} is not one of {', '.join(START_METHODS)}"
-            )
+            raise UsageError(f"process_start_method={start_method!r} is not one of {', '.join(START_METHODS)}")
         self.mp: Any = multiprocessing.get_context(start_method)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.idle: list[_Worker] = []
@@ -344,18 +352,24 @@ class ProcessExecutor:
             code = worker.process.exitcode
             self._kill(worker)
             if job is not None:
-                _fail(job, WorkerDiedError(
-                    f"task {job.task.name!r}: its worker process {worker.pid} died "
-                    f"(exit code {code}) while running it"
-                ))
+                _fail(
+                    job,
+                    WorkerDiedError(
+                        f"task {job.task.name!r}: its worker process {worker.pid} died "
+                        f"(exit code {code}) while running it"
+                    ),
+                )
             return
         except Exception as exc:  # the output or error could not be unpickled here
             if job is not None:
                 self._release(worker, job)
-                _fail(job, TaskPicklingError(
-                    f"task {job.task.name!r}: its result could not be unpickled from worker process "
-                    f"{worker.pid}: {type(exc).__name__}: {exc}"
-                ))
+                _fail(
+                    job,
+                    TaskPicklingError(
+                        f"task {job.task.name!r}: its result could not be unpickled from worker process "
+                        f"{worker.pid}: {type(exc).__name__}: {exc}"
+                    ),
+                )
             return
         if job is None:
             return
@@ -388,9 +402,12 @@ class ProcessExecutor:
             "task %r overran its timeout of %ss; killing its worker process %d", job.task.name, job.timeout, worker.pid
         )
         self._kill(worker)
-        _fail(job, TaskTimeoutError(
-            f"task {job.task.name!r} timed out after {job.timeout}s; its worker process {worker.pid} was killed"
-        ))
+        _fail(
+            job,
+            TaskTimeoutError(
+                f"task {job.task.name!r} timed out after {job.timeout}s; its worker process {worker.pid} was killed"
+            ),
+        )
 
     def _on_future_done(self, job: _Job) -> None:
         # Cancelled from outside (the run is being cancelled): the body cannot be told, so stop it.

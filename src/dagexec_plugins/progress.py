@@ -131,7 +131,9 @@ class BarProgress:
         try:
             from rich.console import Console
         except ImportError as exc:
-            raise UsageError("a progress bar needs rich: pip install 'dagexec[progress]' (or use --progress log)") from exc
+            raise UsageError(
+                "a progress bar needs rich: pip install 'dagexec[progress]' (or use --progress log)"
+            ) from exc
         self.console = Console(file=stream, stderr=stream is sys.stderr)
         self.verbosity = verbosity
         self.bars: dict[int, tuple[Any, Any, _Counts]] = {}

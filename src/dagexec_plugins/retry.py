@@ -154,11 +154,18 @@ class Plugin:
     @hookimpl
     def dagexec_addoption(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--retry", type=int, default=None, metavar="N",
+            "--retry",
+            type=int,
+            default=None,
+            metavar="N",
             help="default attempts per task (1 = no retry) for tasks without retry= or a tag policy",
         )
         parser.add_argument(
-            "--retry-budget", dest="retry_budget", type=int, default=None, metavar="N",
+            "--retry-budget",
+            dest="retry_budget",
+            type=int,
+            default=None,
+            metavar="N",
             help="at most N retries across the whole run; after that failures are final",
         )
 

@@ -89,8 +89,10 @@ _LOG_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_LOG = f"INSERT INTO transitions {_LOG_COLUMNS} VALUES {_LOG_VALUES}"
 #: Steps of up to this many rows are one multi-row INSERT, a transaction by itself (no BEGIN/COMMIT).
 MULTI_ROW_MAX = 16
-_INSERT_LOG_N = {k: f"INSERT INTO transitions {_LOG_COLUMNS} VALUES " + ", ".join([_LOG_VALUES] * k)
-                 for k in range(1, MULTI_ROW_MAX + 1)}
+_INSERT_LOG_N = {
+    k: f"INSERT INTO transitions {_LOG_COLUMNS} VALUES " + ", ".join([_LOG_VALUES] * k)
+    for k in range(1, MULTI_ROW_MAX + 1)
+}
 _INSERT_FINGERPRINT = (
     "INSERT INTO run_fingerprints (run_id, part, deps, names) "
     "VALUES (?, (SELECT coalesce(max(part), -1) + 1 FROM run_fingerprints WHERE run_id = ?), ?, ?)"
@@ -165,7 +167,9 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     db.table("dead_letters").create_index(["run_id"], index_name="dead_letters_run")
-    db.table("task_state").create({"dag_name": str, "task": str, "value": str, "updated_at": float}, pk=("dag_name", "task"))
+    db.table("task_state").create(
+        {"dag_name": str, "task": str, "value": str, "updated_at": float}, pk=("dag_name", "task")
+    )
     db.table("run_meta").create({"run_id": str, "key": str, "value": str}, pk=("run_id", "key"))
 
 
@@ -308,7 +312,10 @@ def _migrate_to_4(db: sqlite_utils.Database) -> None:
 
 #: ``version -> step`` bringing a file from ``version - 1`` to ``version``.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4,
+    1: _migrate_to_1,
+    2: _migrate_to_2,
+    3: _migrate_to_3,
+    4: _migrate_to_4,
 }
 
 
@@ -409,7 +416,9 @@ class SqliteStorage:
         path = self.path
         exists = path.exists()
         if exists and path.is_dir():
-            raise StateFileError(f"state file {str(path)!r} is a directory; pass state= a file path such as {str(path / 'state.db')!r}")
+            raise StateFileError(
+                f"state file {str(path)!r} is a directory; pass state= a file path such as {str(path / 'state.db')!r}"
+            )
         if exists and path.stat().st_size > 0:
             try:
                 with open(path, "rb") as f:
@@ -578,16 +587,25 @@ class SqliteStorage:
                 "lock_pid, lock_host, lock_started, lock_heartbeat, num, log_applied) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    run.run_id, run.dag_name, dag_file or self.dag_file, "running", run.started_at,
-                    len(task_names), run.trace_id, json.dumps(dict(run.meta or {})),
-                    self._pid, self._host, self._started, now, num, (num << LOG_ID_BITS) - 1,
+                    run.run_id,
+                    run.dag_name,
+                    dag_file or self.dag_file,
+                    "running",
+                    run.started_at,
+                    len(task_names),
+                    run.trace_id,
+                    json.dumps(dict(run.meta or {})),
+                    self._pid,
+                    self._host,
+                    self._started,
+                    now,
+                    num,
+                    (num << LOG_ID_BITS) - 1,
                 ),
             )
             text = fingerprint_text({n: dag_fingerprint.get(n, ()) for n in task_names})
             conn.execute(_INSERT_FINGERPRINT, (run.run_id, run.run_id, text, _names_text(task_names)))
-            conn.execute(
-                "UPDATE runs SET dag_digest = ? WHERE run_id = ?", (fingerprint_digest(text=text), run.run_id)
-            )
+            conn.execute("UPDATE runs SET dag_digest = ? WHERE run_id = ?", (fingerprint_digest(text=text), run.run_id))
         self._log_seq[run.run_id] = num << LOG_ID_BITS
         self._known[run.run_id] = set(task_names)
         self._hold(run.run_id)
@@ -638,7 +656,8 @@ class SqliteStorage:
         with self._tx("resume a run in", "BEGIN IMMEDIATE") as conn:
             row = conn.execute(
                 "SELECT lock_pid, lock_host, lock_started, lock_heartbeat, status, finished_at, counts, dag_digest "
-                "FROM runs WHERE run_id = ?", (run_id,)
+                "FROM runs WHERE run_id = ?",
+                (run_id,),
             ).fetchone()
             if row is None:
                 raise self._not_found(run_id)
@@ -863,8 +882,15 @@ class SqliteStorage:
         if dag_file:
             meta_map["dag_file"] = dag_file
         return RunInfo(
-            run_id=run_id, dag_name=dag_name, status=status, started_at=started, finished_at=finished,
-            task_count=task_count or 0, counts=counts_map, trace_id=trace_id, meta=meta_map,
+            run_id=run_id,
+            dag_name=dag_name,
+            status=status,
+            started_at=started,
+            finished_at=finished,
+            task_count=task_count or 0,
+            counts=counts_map,
+            trace_id=trace_id,
+            meta=meta_map,
         )
 
     def _count_states(self, run_id: str, num: int | None, mark: int | None, task_count: int) -> dict[str, int]:
@@ -1116,8 +1142,16 @@ class SqliteDeadLetterQueue:
             conn.execute(
                 f"INSERT OR REPLACE INTO dead_letters ({_DL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    entry.id, entry.run_id, entry.dag_name, entry.task, entry.attempts, entry.error_type,
-                    entry.message, entry.traceback, entry.created_at, entry.trace_id,
+                    entry.id,
+                    entry.run_id,
+                    entry.dag_name,
+                    entry.task,
+                    entry.attempts,
+                    entry.error_type,
+                    entry.message,
+                    entry.traceback,
+                    entry.created_at,
+                    entry.trace_id,
                 ),
             )
         return entry.id
@@ -1187,7 +1221,9 @@ def dagexec_storage(config: Config) -> SqliteStorage | None:
 @hookimpl
 def dagexec_addoption(parser: Any) -> None:
     parser.add_argument(
-        "--durability", choices=tuple(DURABILITY), default=None,
+        "--durability",
+        choices=tuple(DURABILITY),
+        default=None,
         help="fast, normal (default: survives a killed process) or durable (survives power loss)",
     )
 

@@ -136,7 +136,9 @@ def wanted_exporters(option: str | Sequence[str] | None, environ: Mapping[str, s
 
 def _otlp_exporter(environ: Mapping[str, str]) -> Any:
     protocol = (
-        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
     ).strip()
     if protocol == "grpc":
         try:
@@ -155,9 +157,7 @@ def _otlp_exporter(environ: Mapping[str, str]) -> Any:
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError as exc:
-        raise TracingConfigError(
-            "tracing to OTLP needs the OTLP exporter: pip install 'dagexec[otlp]'"
-        ) from exc
+        raise TracingConfigError("tracing to OTLP needs the OTLP exporter: pip install 'dagexec[otlp]'") from exc
     return OTLPSpanExporter()
 
 
@@ -229,7 +229,9 @@ class TraceEvents:
         if not isinstance(stored, dict) or not stored.get("trace_id") or not stored.get("span_id"):
             return None
         return SpanContext(
-            int(stored["trace_id"], 16), int(stored["span_id"], 16), is_remote=True,
+            int(stored["trace_id"], 16),
+            int(stored["span_id"], 16),
+            is_remote=True,
             trace_flags=TraceFlags(TraceFlags.SAMPLED),
         )
 
@@ -262,7 +264,9 @@ class TraceEvents:
         if original is None:  # the first traced invocation of this run: later resumes link to it
             sc = span.get_span_context()
             try:
-                run.storage.put_meta(run.run_id, META_KEY, {"trace_id": rs.trace_id, "span_id": format(sc.span_id, "016x")})
+                run.storage.put_meta(
+                    run.run_id, META_KEY, {"trace_id": rs.trace_id, "span_id": format(sc.span_id, "016x")}
+                )
             except Exception:  # storage without meta support: resumed runs start unlinked traces
                 pass
         if run.trace_id is None:

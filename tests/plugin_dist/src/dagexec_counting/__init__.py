@@ -34,7 +34,9 @@ class CountingExecutor:
             with open(self.log_path, "a", encoding="utf-8") as fh:
                 fh.write(name + "\n")
 
-    def submit(self, task: Any, kwargs: dict[str, Any], timeout: float | None, context: Any = None) -> asyncio.Future[Any]:
+    def submit(
+        self, task: Any, kwargs: dict[str, Any], timeout: float | None, context: Any = None
+    ) -> asyncio.Future[Any]:
         assert self.loop is not None
         self._log(task.name)
         if task.is_async:
