@@ -246,9 +246,7 @@ def cmd_report(args: argparse.Namespace, pm: PluginManager) -> int:
     from .report import render_html, run_data
 
     template = args.trace_url
-    if template is not None and (
-        "{trace_id}" not in template or not template.startswith(("http://", "https://"))
-    ):
+    if template is not None and ("{trace_id}" not in template or not template.startswith(("http://", "https://"))):
         raise UsageError(
             f"--trace-url {template!r} must be an http(s) address with a {{trace_id}} placeholder, "
             f"e.g. http://localhost:16686/trace/{{trace_id}}"

@@ -214,7 +214,9 @@ def run_data(
                 by_task[r.name].append((r.name, r.state.value, r.attempts, at, r.started_at, r.finished_at, None, None))
     state_index = {s: i for i, s in enumerate(STATES)}
     blank = TaskRecord("")
-    cols: dict[str, list[Any]] = {k: [] for k in ("state", "attempts", "duration", "error", "trace", "spans", "skipped")}
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("state", "attempts", "duration", "error", "trace", "spans", "skipped")
+    }
     finish_ms: list[float | None] = []
     for n in names:
         r = records.get(n, blank)

@@ -98,7 +98,9 @@ class MemoryStorage:
                 entries.append((r.name, "running", r.attempts, r.started_at, r.started_at, None, None, r.trace_id))
             if r.state is not TaskState.PENDING and r.state is not TaskState.RUNNING:
                 at = r.finished_at if r.finished_at is not None else r.started_at or 0.0
-                entries.append((r.name, r.state.value, r.attempts, at, r.started_at, r.finished_at, r.error, r.trace_id))
+                entries.append(
+                    (r.name, r.state.value, r.attempts, at, r.started_at, r.finished_at, r.error, r.trace_id)
+                )
         entries.sort(key=lambda e: e[3])
         meta = {key: copy.deepcopy(value) for (rid, key), value in self.meta.items() if rid == run_id}
         return RunHistory(dict(self.fingerprints.get(run_id, {})), entries, meta)

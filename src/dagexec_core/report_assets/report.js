@@ -13,7 +13,7 @@
   const KIND_LABEL = {
     ok: "attempt completed", retried: "attempt failed, retried", failed: "attempt failed (final)",
     cancelled: "attempt cancelled", interrupted: "attempt cut by a crash", running: "still running",
-    retry_wait: "waiting to retry (backoff or open breaker)", queued: "ready, waiting for a slot or breaker",
+    retry_wait: "waiting to retry (backoff or open breaker)", queued: "waiting to start (slot, breaker or start-up)",
   };
   const index = new Map(T.name.map((n, i) => [n, i]));
   const children = Array.from({ length: N }, () => []);
@@ -122,17 +122,17 @@
         const count = members[gi].length;
         const text = count > 1 ? `${label}  ×${count}` : T.name[members[gi][0]];
         nodes.push({ id: "g" + gi, label: text, members: members[gi] });
-        g.setNode("g" + gi, { width: Math.min(260, 24 + text.length * 7), height: 38 });
+        g.setNode("g" + gi, { width: Math.max(110, Math.min(260, 24 + text.length * 7)), height: 40 });
       });
       groups.edges.forEach(([a, b]) => g.setEdge("g" + a, "g" + b));
-      note.textContent = `${N} tasks in ${groups.labels.length} groups (tasks of one name pattern at one depth); click a group to list its tasks`;
+      note.textContent = `${N} tasks in ${groups.labels.length} groups of one name pattern and depth: click a group to list its tasks; drag to pan, wheel to zoom`;
     } else {
       for (let i = 0; i < N; i++) {
         nodes.push({ id: "t" + i, label: T.name[i], members: [i] });
         g.setNode("t" + i, { width: Math.min(240, 26 + T.name[i].length * 7), height: 30 });
       }
       T.deps.forEach((ds, i) => ds.forEach((d) => g.setEdge("t" + d, "t" + i)));
-      note.textContent = `${N} tasks, coloured by final state`;
+      note.textContent = `${N} tasks, coloured by final state; drag to pan, wheel to zoom`;
     }
     dagre.layout(g);
     const gg = g.graph();
@@ -198,7 +198,7 @@
         const parts = [];
         Object.keys(counts).sort((a, b) => a - b).forEach((s) => {
           const bw = (w * counts[s]) / n.members.length;
-          gn.append(svg("rect", { x: off, y: 24, width: Math.max(bw, 1), height: 7, fill: stateColor(STATES[s]) }));
+          gn.append(svg("rect", { x: off, y: 23, width: Math.max(bw, 1), height: 10, fill: stateColor(STATES[s]) }));
           off += bw;
           parts.push(`${counts[s]} ${STATES[s]}`);
         });
@@ -216,15 +216,16 @@
     // pan and zoom through the viewBox
     const vb = { x: 0, y: 0, w: gg.width, h: gg.height };
     const apply = () => root.setAttribute("viewBox", `${vb.x} ${vb.y} ${vb.w} ${vb.h}`);
-    function fit() {
+    function fit(most) {
+      // the first view shrinks a large graph at most 1.6 times, from its start: nodes stay legible, drag to see more
       const r = host.getBoundingClientRect();
-      const scale = Math.max(gg.width / r.width, gg.height / r.height, 0.8);
+      const scale = Math.min(Math.max(gg.width / r.width, gg.height / r.height, 0.8), most);
       vb.w = r.width * scale; vb.h = r.height * scale;
-      vb.x = (gg.width - vb.w) / 2; vb.y = (gg.height - vb.h) / 2;
+      vb.x = gg.width > vb.w ? 0 : (gg.width - vb.w) / 2; vb.y = (gg.height - vb.h) / 2;
       apply();
     }
-    fit();
-    document.getElementById("graph-fit").addEventListener("click", fit);
+    fit(1.6);
+    document.getElementById("graph-fit").addEventListener("click", () => fit(Infinity));
     host.addEventListener("wheel", (ev) => {
       ev.preventDefault();
       const r = host.getBoundingClientRect();
@@ -310,11 +311,9 @@
     body.replaceChildren(...kids);
   }
   function showGroup(n) {
-    const filter = document.getElementById("task-filter");
-    const names = n.members.map((i) => T.name[i]);
+    document.getElementById("task-filter").value = "";
+    document.getElementById("state-filter").value = "";
     tableApi.only(new Set(n.members), `group ${n.label}`);
-    filter.value = "";
-    void names;
   }
 
   // ---- timeline ---------------------------------------------------------------------------------
