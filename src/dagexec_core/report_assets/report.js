@@ -90,7 +90,11 @@
     if (D.kind === "run") {
       fact("started", when(run.started_at));
       fact("duration", ms(run.duration_ms));
-      if (run.trace_id) fact("trace", run.trace_id.slice(0, 8) + "…");
+      if (run.trace_id) {
+        fact("trace", run.trace_id.slice(0, 8) + "… ");
+        const link = traceLink(run.trace_id);
+        if (link) facts.lastChild.append(link);
+      }
     }
     const counts = {};
     T.state.forEach((s) => (counts[s] = (counts[s] || 0) + 1));
@@ -129,7 +133,7 @@
     } else {
       for (let i = 0; i < N; i++) {
         nodes.push({ id: "t" + i, label: T.name[i], members: [i] });
-        g.setNode("t" + i, { width: Math.min(240, 26 + T.name[i].length * 7), height: 30 });
+        g.setNode("t" + i, { width: Math.min(240, 26 + T.name[i].length * 7) + (T.attempts[i] > 1 ? 26 : 0), height: 30 });
       }
       T.deps.forEach((ds, i) => ds.forEach((d) => g.setEdge("t" + d, "t" + i)));
       note.textContent = `${N} tasks, coloured by final state; drag to pan, wheel to zoom`;
@@ -360,11 +364,11 @@
       const h = order.length * ROW + 24;
       for (const k of events) {
         const at = (D.meta[k].at - D.run.started_at) * 1000;
-        marks.append(el("div", { class: "marker", style: `left:${x(at)}px;height:${h}px`, title: `${k} at +${ms(at)}` }, el("span", { text: k })));
+        marks.append(el("div", { class: "marker" + (at > end * 0.7 ? " left" : ""), style: `left:${x(at)}px;height:${h}px`, title: `${k} at +${ms(at)}` }, el("span", { text: k })));
       }
       for (const k of breakers) {
         const at = (D.meta[k].opened_at - D.run.started_at) * 1000;
-        if (at >= 0 && at <= end) marks.append(el("div", { class: "marker breaker", style: `left:${x(at)}px;height:${h}px`, title: `${k} opened at +${ms(at)}` }, el("span", { text: k + " open" })));
+        if (at >= 0 && at <= end) marks.append(el("div", { class: "marker breaker" + (at > end * 0.7 ? " left" : ""), style: `left:${x(at)}px;height:${h}px`, title: `${k} opened at +${ms(at)}` }, el("span", { text: k + " open" })));
       }
       drawn = [-1, -1];
       draw();
@@ -572,9 +576,13 @@
   // ---- start ------------------------------------------------------------------------------------
   header();
   tableApi = table();
-  timeline();
-  deadLetters();
-  meta();
+  if (D.kind === "run") {
+    timeline();
+    deadLetters();
+    meta();
+  } else {  // a DAG before any run: its graph and its task list
+    for (const id of ["timeline-panel", "dead-panel", "meta-panel"]) document.getElementById(id).remove();
+  }
   listeners.push((i) => details(i));
   listeners.push((i) => {
     try { if (i >= 0) history.replaceState(null, "", "#task=" + encodeURIComponent(T.name[i])); } catch (e) { /* a sandboxed frame */ }
