@@ -241,9 +241,17 @@ def test_report_of_a_run_shows_graph_timeline_tasks_and_dead_letters_and_fetches
             assert page.get_attribute(f"{view}.sel", "data-task") == "fetch_prices", view
         assert page.locator("#dead-letters .dl.sel").count() == 0
         assert page.locator("#graph .edge.sel").count() == 2  # extract -> fetch_prices -> route
+        assert page.url.endswith("#task=fetch_prices")  # a link to the selection
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         assert (tmp_path / "report.png").stat().st_size > 10_000
         assert loaded.requests == [loaded.url] and loaded.problems == []
+        # opened with a #task= fragment, the page starts with that task selected
+        page.goto(loaded.url + "#task=archive")
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.get_attribute("#table .tr.sel", "data-task") == "archive"
+        assert page.get_attribute("#graph .node.sel", "data-task") == "archive"
+        assert set(loaded.requests) == {loaded.url} and loaded.problems == []
     finally:
         loaded.close()
 

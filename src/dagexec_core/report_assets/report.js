@@ -385,7 +385,10 @@
         b.title = `${T.name[i]}: ${KIND_LABEL[kind]}, +${ms(sp[k])} for ${ms(sp[k + 1] - sp[k])}`;
         row.append(b);
       }
-      if (T.skipped[i] != null) row.append(el("span", { class: "skipmark", style: `left:${x(T.skipped[i]) + 4}px`, text: "skipped" }));
+      if (T.skipped[i] != null) {
+        const late = T.skipped[i] > end * 0.85; // near the right edge: the label goes before the moment
+        row.append(el("span", { class: "skipmark", style: `left:${x(T.skipped[i]) + 4}px` + (late ? ";transform:translateX(calc(-100% - 8px))" : ""), text: "skipped" }));
+      }
       else if (!sp.length && D.kind === "run") row.append(el("span", { class: "skipmark", style: `left:${labelW + 12}px`, text: STATES[T.state[i]] }));
       row.addEventListener("click", () => select(i, "timeline"));
       return row;
@@ -568,7 +571,13 @@
     section("Loop checkpoints", loops.map((k) => [k.slice(5), `iteration ${m[k].iteration}${m[k].done ? ", done" : ""}; result ${JSON.stringify(m[k].result)}`, index.get(k.slice(5))]), "No loop checkpointed.");
     const ev = Object.keys(m).filter((k) => k.startsWith("event:"));
     section("Events", ev.map((k) => [k.slice(6), `+${ms((m[k].at - D.run.started_at) * 1000)}; payload ${JSON.stringify(m[k].payload)}`]), "No event was emitted.");
-    const rest = Object.keys(m).filter((k) => k !== "branches" && !k.startsWith("loop:") && !k.startsWith("event:"));
+    const brk = Object.keys(m).filter((k) => k.startsWith("breaker:"));
+    section("Circuit breakers (last state)", brk.map((k) => {
+      const b = m[k] || {};
+      const since = b.state === "open" && b.opened_at != null ? `, opened at +${ms((b.opened_at - D.run.started_at) * 1000)}` : "";
+      return [k.slice(8), `${b.state}; ${b.failures || 0} consecutive failure(s)${since}`];
+    }), "No circuit breaker changed state.");
+    const rest = Object.keys(m).filter((k) => k !== "branches" && !k.startsWith("loop:") && !k.startsWith("event:") && !k.startsWith("breaker:"));
     const runMeta = Object.entries((D.run && D.run.meta) || {});
     section("Run meta", [...runMeta, ...rest.map((k) => [k, m[k]])], "None.");
   }
