@@ -51,7 +51,7 @@ from dagexec_core import hookimpl
 from dagexec_core.config import Config
 from dagexec_core.errors import RunLockedError, RunNotFoundError, StateFileError, UsageError
 from dagexec_core.outputs import JsonSerializer, Serializer
-from dagexec_core.stages import DeadLetter, RecordRow, RunHistory, RunInfo, fingerprint_digest, fingerprint_text
+from dagexec_core.stages import DeadLetter, RecordRow, RunInfo, fingerprint_digest, fingerprint_text
 from dagexec_core.state import TaskRecord, TaskState
 
 log = logging.getLogger("dagexec.sqlite")
@@ -1090,12 +1090,15 @@ class SqliteStorage:
 
     # -- reports ---------------------------------------------------------------------
 
-    def run_history(self, run_id: str) -> RunHistory:
-        """Every dependency list, log entry (oldest first) and meta value of a run (`Storage.run_history`).
+    def run_history(self, run_id: str) -> Any:
+        """Every dependency list, log entry (oldest first) and meta value of a run: a `RunHistory`
+        (the optional `Storage.run_history`).
 
         Read only, for ``dagexec report``: the log holds each step's whole record, so the entries give
         every attempt's start and end; entries written before schema 4 carry no start or end.
         """
+        from dagexec_core.stages import RunHistory
+
         self.get_run(run_id, counts=False)
         names, parts = self._task_names_and_parts(run_id)
         deps: dict[str, Sequence[str]] = {}
