@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from dagexec_core import Dag, RetryPolicy, hookimpl, run
-from dagexec_core.report import FULL_GRAPH_MAX, GROUPS_MAX, SPAN_KINDS, _groups, render_html, run_data
+from dagexec_core.report import (
+    FULL_GRAPH_EDGES_MAX,
+    FULL_GRAPH_MAX,
+    GROUPS_MAX,
+    SPAN_KINDS,
+    _graph,
+    _groups,
+    render_html,
+    run_data,
+)
 from dagexec_core.stages import RunHistory
 from dagexec_plugins.memory import MemoryStorage
 from dagexec_plugins.sqlite import SqliteStorage
@@ -143,6 +152,15 @@ def test_large_graphs_are_grouped_into_an_acyclic_graph_of_few_nodes() -> None:
     g = _groups(names, deps)
     assert len(g["labels"]) <= GROUPS_MAX and len(g["of"]) == 10_000
     assert all(a < b for a, b in g["edges"])  # bands in depth order: no cycle
+    # every task also depends on the first: the groups' graph is reduced to the chain of bands
+    deps = [[]] + [[i - 1, 0] for i in range(1, 10_000)]
+    g = _groups(names, deps)
+    assert len(g["labels"]) <= GROUPS_MAX and g["edges"] == [(k, k + 1) for k in range(len(g["labels"]) - 1)]
+    # a small DAG with too many long edges to lay out one by one is grouped too
+    small = [f"s{i}" for i in range(FULL_GRAPH_MAX)]
+    assert _graph(small, {n: small[:i][-2:] for i, n in enumerate(small)})[1] is None
+    dense = {n: small[: min(i, FULL_GRAPH_EDGES_MAX // 100)] for i, n in enumerate(small)}
+    assert _graph(small, dense)[1] is not None
     # layers of fan-out with a few name patterns: one group per pattern and depth
     names = [f"{['fetch', 'parse'][i % 2]}[{i}]" for i in range(2 * FULL_GRAPH_MAX)]
     g = _groups(names, [[] for _ in names])

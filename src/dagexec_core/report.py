@@ -27,8 +27,11 @@ from .state import TaskRecord, TaskState
 
 #: Tasks up to which the graph shows every task; above it, groups (`_groups`).
 FULL_GRAPH_MAX = 300
-#: Groups the aggregated graph aims to stay under.
+#: Edges (and, four times this, ranks crossed by edges) up to which the graph shows every task.
+FULL_GRAPH_EDGES_MAX = 600
+#: Nodes and edges the graph of groups stays under.
 GROUPS_MAX = 150
+GROUP_EDGES_MAX = 400
 
 STATES = [s.value for s in TaskState]
 #: Span kinds of the timeline, by their index in the document (the viewer has the same list).
@@ -114,41 +117,76 @@ def _depths(deps: Sequence[Sequence[int]]) -> list[int]:
     return depth
 
 
-def _groups(names: Sequence[str], deps: Sequence[Sequence[int]]) -> dict[str, Any]:
-    """Tasks gathered into at most about `GROUPS_MAX` graph nodes.
+def _reduce(edges: set[tuple[int, int]], rank: Sequence[int]) -> list[tuple[int, int]]:
+    """The transitive reduction of an acyclic graph whose edges go up in ``rank``: an edge is left out
+    when a longer path joins its ends."""
+    children: dict[int, list[int]] = {}
+    for a, b in edges:
+        children.setdefault(a, []).append(b)
+    reach: dict[int, int] = {}  # node -> bit set of every node reachable from it
+    for u in sorted({a for a, _ in edges} | {b for _, b in edges}, key=lambda u: -rank[u]):
+        below = 0
+        for c in children.get(u, ()):
+            below |= reach.get(c, 0) | (1 << c)
+        reach[u] = below
+    kept = []
+    for a, b in edges:
+        through = 0
+        for c in children[a]:
+            through |= reach.get(c, 0)
+        if not through >> b & 1:
+            kept.append((a, b))
+    return sorted(kept)
 
-    A group is the tasks with the same name pattern (digits replaced by ``#``,
-    so ``fetch[12]`` and ``fetch[3]`` go together) at the same depth; when
-    that still gives too many, the tasks of a band of depths. Grouping by
-    depth keeps the graph of groups acyclic.
+
+def _groups(names: Sequence[str], deps: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Tasks gathered into at most `GROUPS_MAX` graph nodes, joined by at most `GROUP_EDGES_MAX` edges.
+
+    A group is the tasks with the same name pattern (digits replaced by
+    ``#``, so ``fetch[12]`` and ``fetch[3]`` go together) at the same depth;
+    when that gives too many nodes or edges, the tasks of a band of depths.
+    Grouping by depth keeps the graph of groups acyclic; it is drawn as its
+    transitive reduction (the layout's time grows with every edge, and more
+    with every long one).
     """
     depth = _depths(deps)
-    pattern = [re.sub(r"\d+", "#", n) for n in names]
-    keys: dict[tuple[Any, ...], int] = {}
-    of = [keys.setdefault((pattern[i], depth[i]), len(keys)) for i in range(len(names))]
-    labels = [f"{p}" for p, _ in keys]
-    if len(keys) > GROUPS_MAX:
+
+    def gather(key: Sequence[Any]) -> tuple[list[int], dict[Any, int], list[tuple[int, int]], list[int]]:
+        keys: dict[Any, int] = {}
+        of = [keys.setdefault(key[i], len(keys)) for i in range(len(names))]
+        if len(keys) > GROUPS_MAX:
+            return of, keys, [], []  # too many: not worth reducing
+        rank = [0] * len(keys)
+        for i, g in enumerate(of):
+            rank[g] = depth[i]
+        edges = {(of[d], of[i]) for i, ds in enumerate(deps) for d in ds if of[d] != of[i]}
+        return of, keys, _reduce(edges, rank), rank
+
+    patterns = [(re.sub(r"\d+", "#", n), depth[i]) for i, n in enumerate(names)]
+    of, keys, edges, rank = gather(patterns)
+    labels = [p for p, _ in keys]
+    span = sum(rank[b] - rank[a] for a, b in edges)  # the layout adds a node per rank an edge crosses
+    if len(keys) > GROUPS_MAX or len(edges) > GROUP_EDGES_MAX or span > 4 * GROUP_EDGES_MAX:
         top = max(depth, default=0) + 1
         band = max(1, -(-top // GROUPS_MAX))
-        keys = {}
-        of = [keys.setdefault((depth[i] // band,), len(keys)) for i in range(len(names))]
+        of, keys, edges, rank = gather([d // band for d in depth])
         labels = [
-            f"depth {k[0] * band}" if band == 1 else f"depth {k[0] * band}-{min(top - 1, k[0] * band + band - 1)}"
-            for k in keys
+            f"depth {k * band}" if band == 1 else f"depth {k * band}-{min(top - 1, k * band + band - 1)}" for k in keys
         ]
-    edges: set[tuple[int, int]] = set()
-    for i, ds in enumerate(deps):
-        for d in ds:
-            if of[d] != of[i]:
-                edges.add((of[d], of[i]))
-    return {"of": of, "labels": labels, "edges": sorted(edges)}
+    return {"of": of, "labels": labels, "edges": edges}
 
 
 def _graph(names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> tuple[list[list[int]], dict[str, Any] | None]:
     index = {n: i for i, n in enumerate(names)}
     dep_idx = [[index[d] for d in deps.get(n, ()) if d in index] for n in names]
-    groups = _groups(names, dep_idx) if len(names) > FULL_GRAPH_MAX else None
-    return dep_idx, groups
+    if len(names) > FULL_GRAPH_MAX:
+        return dep_idx, _groups(names, dep_idx)
+    depth = _depths(dep_idx)
+    edges = sum(map(len, dep_idx))
+    span = sum(depth[i] - depth[d] for i, ds in enumerate(dep_idx) for d in ds)
+    if edges > FULL_GRAPH_EDGES_MAX or span > 4 * FULL_GRAPH_EDGES_MAX:  # too slow to lay out edge by edge
+        return dep_idx, _groups(names, dep_idx)
+    return dep_idx, None
 
 
 def dag_data(dag: Any) -> dict[str, Any]:
