@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,54 @@ def test_task_names_and_errors_cannot_escape_the_page_script() -> None:
     doc = re.search(r'<script type="application/json" id="dagexec-data">(.*?)</script>', page, re.S)
     assert doc is not None and json.loads(doc.group(1))["tasks"]["name"] == [evil]
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+
+
+CRASHING = """
+import time
+from pathlib import Path
+from dagexec_core import Dag
+
+dag = Dag("crashing")
+
+@dag.task
+def first():
+    return 1
+
+@dag.task(deps=["first"])
+def hangs(first):
+    Path(__file__).with_name("hangs.started").write_text("1")
+    time.sleep(120)
+"""
+
+
+def page_document(path: Path) -> dict[str, Any]:
+    found = re.search(r'<script type="application/json" id="dagexec-data">(.*?)</script>', path.read_text(), re.S)
+    assert found is not None
+    return json.loads(found.group(1))
+
+
+def test_an_attempt_cut_by_a_killed_driver_shows_as_interrupted_before_and_after_the_resume(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(CRASHING)
+    driver = subprocess.Popen([DAGEXEC, "run", "flow.py", "-q"], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "hangs.started").exists():
+            assert driver.poll() is None and time.monotonic() < deadline, "the task never started"
+            time.sleep(0.02)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    runs = json.loads(subprocess.run([DAGEXEC, "runs", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout)
+    run_id = runs[0]["run_id"]
+    assert subprocess.run([DAGEXEC, "report", run_id, "-o", "crashed.html"], cwd=tmp_path).returncode == 0
+    doc = page_document(tmp_path / "crashed.html")
+    assert doc["run"]["status"] == "crashed"
+    hangs = doc["tasks"]["name"].index("hangs")
+    assert kinds(doc["tasks"]["spans"][hangs])[-1] == "interrupted"
+    # the resume fails the task (its last attempt was cut): still drawn as cut short, not as a failure
+    resumed = subprocess.run([DAGEXEC, "resume", run_id, "-q"], cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 1, resumed.stderr
+    assert subprocess.run([DAGEXEC, "report", run_id, "-o", "resumed.html"], cwd=tmp_path).returncode == 0
+    doc = page_document(tmp_path / "resumed.html")
+    assert doc["tasks"]["state"][hangs] == doc["states"].index("dead_lettered")
+    assert kinds(doc["tasks"]["spans"][hangs])[-1] == "interrupted"

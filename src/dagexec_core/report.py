@@ -55,8 +55,13 @@ def _clip(text: str | None, limit: int) -> str | None:
     return text[: limit - 20] + f"... [{len(text) - limit + 20} more]"
 
 
-def _spans(entries: Sequence[HistoryEntry], t0: float, end: float) -> tuple[list[float], float | None]:
-    """One task's attempts and waits as a flat ``[start, end, kind, ...]`` list, and when it was skipped."""
+def _spans(
+    entries: Sequence[HistoryEntry], t0: float, end: float, open_kind: int = _KIND["running"]
+) -> tuple[list[float], float | None]:
+    """One task's attempts and waits as a flat ``[start, end, kind, ...]`` list, and when it was skipped.
+
+    An attempt without an end is ``open_kind`` up to ``end``: still running, or cut by a crash.
+    """
     out: list[float] = []
     start: float | None = None
     wait_from: float | None = None
@@ -65,7 +70,7 @@ def _spans(entries: Sequence[HistoryEntry], t0: float, end: float) -> tuple[list
     def add(a: float, b: float, kind: int) -> None:
         out.extend((round((a - t0) * 1000.0, 2), round((max(a, b) - t0) * 1000.0, 2), kind))
 
-    for _task, state, _attempts, at, started, finished, _error, _trace in entries:
+    for _task, state, _attempts, at, started, finished, error, _trace in entries:
         if state == "running":
             s = started if started is not None else at
             if wait_from is not None:
@@ -82,7 +87,9 @@ def _spans(entries: Sequence[HistoryEntry], t0: float, end: float) -> tuple[list
         elif state in _END_KIND:
             stop = finished if finished is not None else at
             if start is not None:
-                add(start, stop, _END_KIND[state])
+                # an attempt its driver's crash cut short, failed by the resume: it ended unseen, before ``stop``
+                cut = state == "failed" and (error or "").startswith("TaskInterruptedError")
+                add(start, stop, _KIND["interrupted"] if cut else _END_KIND[state])
                 start = None
             elif wait_from is not None:  # gave up waiting (an open circuit breaker past its budget)
                 add(wait_from, stop, _KIND["retry_wait"])
@@ -93,7 +100,7 @@ def _spans(entries: Sequence[HistoryEntry], t0: float, end: float) -> tuple[list
         elif state == "skipped":
             skipped = _ms(at, t0)
     if start is not None:
-        add(start, end, _KIND["running"])
+        add(start, end, open_kind)
     return out, skipped
 
 
@@ -235,6 +242,11 @@ def run_data(
     history: RunHistory | None = history_of(run_id) if history_of is not None else None
     t0 = info.started_at
     end = info.finished_at if info.finished_at is not None else (now if now is not None else time.time())
+    open_kind = _KIND["running"]
+    if info.status == "crashed" and history is not None:
+        # when the driver died is not recorded: its attempts end at the run's last recorded change
+        end = max((e[3] for e in history.entries), default=t0)
+        open_kind = _KIND["interrupted"]
     names = list(records)
     if history is not None:
         names += [n for n in history.deps if n not in records]
@@ -258,7 +270,7 @@ def run_data(
     finish_ms: list[float | None] = []
     for n in names:
         r = records.get(n, blank)
-        spans, skipped = _spans(by_task.get(n, ()), t0, end)
+        spans, skipped = _spans(by_task.get(n, ()), t0, end, open_kind)
         cols["state"].append(state_index[r.state.value])
         cols["attempts"].append(r.attempts)
         cols["duration"].append(None if r.duration is None else round(r.duration * 1000.0, 2))

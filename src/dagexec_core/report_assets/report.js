@@ -12,7 +12,7 @@
   const SVGNS = "http://www.w3.org/2000/svg";
   const KIND_LABEL = {
     ok: "attempt completed", retried: "attempt failed, retried", failed: "attempt failed (final)",
-    cancelled: "attempt cancelled", interrupted: "attempt cut by a crash", running: "still running",
+    cancelled: "attempt cancelled", interrupted: "attempt cut short by a crash", running: "still running",
     retry_wait: "waiting to retry (backoff or open breaker)", queued: "waiting to start (slot, breaker or start-up)",
   };
   const index = new Map(T.name.map((n, i) => [n, i]));
@@ -89,7 +89,7 @@
     fact("tasks", String(N));
     if (D.kind === "run") {
       fact("started", when(run.started_at));
-      fact("duration", ms(run.duration_ms));
+      fact("duration", ms(run.duration_ms) + ({ running: " so far", crashed: " until its last change" }[run.status] || ""));
       if (run.trace_id) {
         fact("trace", run.trace_id.slice(0, 8) + "… ");
         const link = traceLink(run.trace_id);
@@ -175,7 +175,9 @@
       const p = g.node(n.id);
       const x = p.x - p.width / 2, y = p.y - p.height / 2;
       const gn = svg("g", { class: "node", transform: `translate(${x},${y})`, "data-node": n.id });
-      const first = n.members[0];
+      // a group stands for its most telling task: the first failed one, else the first
+      const bad = new Set(["failed", "dead_lettered", "cancelled"].map((x) => STATES.indexOf(x)));
+      const first = n.members.find((i) => bad.has(T.state[i])) ?? n.members[0];
       if (!groups) gn.setAttribute("data-task", T.name[first]);
       const title = svg("title");
       let fill = "#fff", stroke = "#99a";
