@@ -328,7 +328,7 @@ def test_a_large_run_is_drawn_as_groups_and_only_visible_rows_are_in_the_page(br
         assert "skipped" in page.inner_text("#detail-body")
         # clicking a group lists its tasks in the table
         page.click("#graph .node.sel")
-        assert page.text_content("#task-count").startswith("40 of 1200 in group step#_#")
+        assert page.text_content("#task-count").startswith("40 of 1200 in group step#_# · depth 29")
         assert loaded.problems == []
     finally:
         loaded.close()

@@ -166,7 +166,7 @@ def test_large_graphs_are_grouped_into_an_acyclic_graph_of_few_nodes() -> None:
     # layers of fan-out with a few name patterns: one group per pattern and depth
     names = [f"{['fetch', 'parse'][i % 2]}[{i}]" for i in range(2 * FULL_GRAPH_MAX)]
     g = _groups(names, [[] for _ in names])
-    assert sorted(g["labels"]) == ["fetch[#]", "parse[#]"] and g["edges"] == []
+    assert sorted(g["labels"]) == ["fetch[#] · depth 0", "parse[#] · depth 0"] and g["edges"] == []
 
 
 def test_task_names_and_errors_cannot_escape_the_page_script() -> None:

@@ -171,7 +171,7 @@ def _groups(names: Sequence[str], deps: Sequence[Sequence[int]]) -> dict[str, An
 
     patterns = [(re.sub(r"\d+", "#", n), depth[i]) for i, n in enumerate(names)]
     of, keys, edges, rank = gather(patterns)
-    labels = [p for p, _ in keys]
+    labels = [f"{p} · depth {d}" for p, d in keys]
     span = sum(rank[b] - rank[a] for a, b in edges)  # the layout adds a node per rank an edge crosses
     if len(keys) > GROUPS_MAX or len(edges) > GROUP_EDGES_MAX or span > 4 * GROUP_EDGES_MAX:
         top = max(depth, default=0) + 1
