@@ -6,7 +6,7 @@ one compact JSON document, and `render_html` inlines it with the viewer's
 script, its style and the vendored graph-layout library (``report_assets/``).
 The page fetches nothing: no network, no fonts, no images.
 
-Columns rather than objects keep the document small (about 190 bytes a task
+Columns rather than objects keep the document small (about 75 bytes a task
 at 10,000 tasks); times are milliseconds from the start of the run. Above
 `FULL_GRAPH_MAX` tasks the graph is drawn as groups of tasks (`_groups`),
 because laying out thousands of nodes freezes a browser tab for minutes.
