@@ -87,9 +87,10 @@ def build_parser(pm: PluginManager | None) -> argparse.ArgumentParser:
     p_val.add_argument("target", metavar="FILE[:DAG]")
     p_val.set_defaults(func=cmd_validate)
 
-    p_graph = sub.add_parser("graph", help="print a DAG as Mermaid or Graphviz dot")
+    p_graph = sub.add_parser("graph", help="print a DAG as Mermaid, Graphviz dot or an HTML page")
     p_graph.add_argument("target", metavar="FILE[:DAG]")
-    p_graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    p_graph.add_argument("--format", choices=("mermaid", "dot", "html"), default="mermaid")
+    p_graph.add_argument("-o", "--output", metavar="FILE", default=None, help="write to FILE, not standard output")
     p_graph.set_defaults(func=cmd_graph)
 
     p_plugins = sub.add_parser("plugins", help="list registered plugins and their hooks")
@@ -141,6 +142,17 @@ def cmd_validate(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Pa
 def cmd_graph(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -> int:
     dag.validate()
     order = dag.topological_order()
+    if args.format == "html":
+        from .report import dag_data, render_html
+
+        page = render_html(dag_data(dag))
+        if args.output is None:
+            print(page)
+        else:
+            Path(args.output).write_text(page, encoding="utf-8")
+            if args.quiet < 1:
+                print(args.output)
+        return EXIT_OK
     if args.format == "dot":
         lines = [f"digraph {json.dumps(dag.name)} {{", "  rankdir=LR;"]
         for name in order:
@@ -158,7 +170,11 @@ def cmd_graph(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path)
         for name in order:
             for dep in dag[name].deps:
                 lines.append(f"  {ids[dep]} --> {ids[name]}")
-    print("\n".join(lines))
+    text = "\n".join(lines)
+    if args.output is None:
+        print(text)
+    else:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
     return EXIT_OK
 
 
@@ -204,6 +220,58 @@ def cmd_emit(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 COMMANDS.append(_add_emit)
+
+
+def _add_report(sub: Any, pm: PluginManager | None) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write a stored run as one self-contained HTML page: graph, timeline, tasks, dead letters",
+        description="Write run RUN_ID as one HTML file that needs no server and fetches nothing.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("-o", "--output", metavar="FILE", default=None, help="the HTML file (default: RUN_ID.html here)")
+    p.add_argument("--state", default=None, help="SQLite state file (default .dagexec/state.db)")
+    p.add_argument(
+        "--trace-url",
+        metavar="TEMPLATE",
+        default=None,
+        help="link each task to its trace, e.g. http://localhost:16686/trace/{trace_id}",
+    )
+    p.add_argument("--open", action="store_true", help="open the page in the web browser")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace, pm: PluginManager) -> int:
+    from .cli_runs import dead_letter_queue, open_state
+    from .report import render_html, run_data
+
+    template = args.trace_url
+    if template is not None and ("{trace_id}" not in template or not template.startswith(("http://", "https://"))):
+        raise UsageError(
+            f"--trace-url {template!r} must be an http(s) address with a {{trace_id}} placeholder, "
+            f"e.g. http://localhost:16686/trace/{{trace_id}}"
+        )
+    with open_state(args) as (config, storage):
+        storage.get_run(args.run_id)  # a clear error for an unknown run, before anything else
+        try:
+            letters = dead_letter_queue(config, storage).list(args.run_id)
+        except PluginError:  # the dead-letter plugin is blocked: the page shows none
+            letters = []
+        data = run_data(storage, args.run_id, dead_letters=letters, trace_url=template)
+    out = Path(args.output if args.output is not None else f"{args.run_id}.html")
+    try:
+        out.write_text(render_html(data), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {str(out)!r}: {exc.strerror or exc}") from None
+    print(out)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(out.resolve().as_uri())
+    return EXIT_OK
+
+
+COMMANDS.append(_add_report)
 
 
 # ---------------------------------------------------------------------------

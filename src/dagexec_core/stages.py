@@ -58,6 +58,24 @@ class RunInfo:
         }
 
 
+#: One state change of a task, as the optional ``Storage.run_history`` returns it, oldest first:
+#: ``(task, state_value, attempts, at, started_at, finished_at, error, trace_id)``; ``at`` is when it was
+#: written, the rest is the task's record as that change left it.
+HistoryEntry = tuple[str, str, int, float, "float | None", "float | None", "str | None", "str | None"]
+
+
+@attrs.frozen
+class RunHistory:
+    """What a report of a run reads besides its records (the optional ``Storage.run_history``)."""
+
+    #: task -> the names of its dependencies, for every task of the run (dynamic map elements too)
+    deps: Mapping[str, Sequence[str]]
+    #: every state change of every task, oldest first
+    entries: Sequence[HistoryEntry]
+    #: every meta value kept with the run (`Storage.put_meta`), by key
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+
+
 def fingerprint_text(fingerprint: Mapping[str, Sequence[str]]) -> str:
     """The canonical text of a DAG fingerprint (task -> its dependencies, in task order): compact JSON."""
     return json.dumps(fingerprint if isinstance(fingerprint, dict) else dict(fingerprint), separators=(",", ":"))
@@ -108,6 +126,10 @@ class Storage(Protocol):
         Optional, not part of the protocol check: ``set_trace_id(run_id, trace_id)``, called once
         after ``dagexec_run_started`` when a tracing plugin gave the run a trace id it did not have
         stored (`RunInfo.trace_id`). Storage without it keeps no run-level trace id.
+
+        Optional, not part of the protocol check: ``run_history(run_id) -> RunHistory``, every
+        dependency list, state change and meta value of a run, read by ``dagexec report``. Storage
+        without it gets a report drawn from its records alone (one bar per task, no edges).
         """
 
     def list_runs(self, limit: int = 20) -> list[RunInfo]: ...

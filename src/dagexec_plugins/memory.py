@@ -11,7 +11,7 @@ import attrs
 from dagexec_core import hookimpl
 from dagexec_core.config import Config
 from dagexec_core.errors import RunNotFoundError
-from dagexec_core.stages import RecordRow, RunInfo
+from dagexec_core.stages import HistoryEntry, RecordRow, RunHistory, RunInfo
 from dagexec_core.state import TaskRecord, TaskState
 
 
@@ -89,6 +89,21 @@ class MemoryStorage:
 
     def put_meta(self, run_id: str, key: str, value: Any) -> None:
         self.meta[(run_id, key)] = value
+
+    def run_history(self, run_id: str) -> RunHistory:
+        """Dependencies, meta and each record's last attempt (`Storage.run_history`): no log is kept here."""
+        entries: list[HistoryEntry] = []
+        for r in self.load_records(run_id).values():
+            if r.started_at is not None:
+                entries.append((r.name, "running", r.attempts, r.started_at, r.started_at, None, None, r.trace_id))
+            if r.state is not TaskState.PENDING and r.state is not TaskState.RUNNING:
+                at = r.finished_at if r.finished_at is not None else r.started_at or 0.0
+                entries.append(
+                    (r.name, r.state.value, r.attempts, at, r.started_at, r.finished_at, r.error, r.trace_id)
+                )
+        entries.sort(key=lambda e: e[3])
+        meta = {key: copy.deepcopy(value) for (rid, key), value in self.meta.items() if rid == run_id}
+        return RunHistory(dict(self.fingerprints.get(run_id, {})), entries, meta)
 
     def close(self) -> None:
         pass

@@ -1088,6 +1088,38 @@ class SqliteStorage:
     def __repr__(self) -> str:
         return f"<SqliteStorage {str(self.path)!r} durability={self.durability}>"
 
+    # -- reports ---------------------------------------------------------------------
+
+    def run_history(self, run_id: str) -> Any:
+        """Every dependency list, log entry (oldest first) and meta value of a run: a `RunHistory`
+        (the optional `Storage.run_history`).
+
+        Read only, for ``dagexec report``: the log holds each step's whole record, so the entries give
+        every attempt's start and end; entries written before schema 4 carry no start or end.
+        """
+        from dagexec_core.stages import RunHistory
+
+        self.get_run(run_id, counts=False)
+        names, parts = self._task_names_and_parts(run_id)
+        deps: dict[str, Sequence[str]] = {}
+        for text in parts:
+            part = json.loads(text)
+            if isinstance(part, dict):
+                deps.update(part)
+        for name in names:
+            deps.setdefault(name, ())
+        entries: list[Any] = []
+        num = self._query("SELECT num FROM runs WHERE run_id = ?", (run_id,))[0][0]
+        if num is not None:
+            lo = int(num) << LOG_ID_BITS
+            entries = self._query(
+                "SELECT task, state, attempts, at, started_at, finished_at, error, trace_id FROM transitions "
+                "WHERE id BETWEEN ? AND ? ORDER BY id",
+                (lo, lo + (1 << LOG_ID_BITS) - 1),
+            )
+        meta = {k: json.loads(v) for k, v in self._query("SELECT key, value FROM run_meta WHERE run_id = ?", (run_id,))}
+        return RunHistory(deps, [tuple(e) for e in entries], meta)
+
 
 class StoredFingerprint(Mapping[str, Sequence[str]]):
     """A run's stored dependency lists (task -> deps), decoded on first use.
