@@ -179,8 +179,7 @@ class Config:
                     f"{self.rootdir / 'pyproject.toml'}: [tool.dagexec] has unknown option {key!r}"
                     f"{did_you_mean(key, known)}; the options are listed in docs/configuration.md"
                 )
-        given = {k: v for k, v in (options or {}).items() if v is not None}
-        for key in given:
+        for key in options or {}:
             if key not in known:
                 raise UsageError(
                     f"unknown option {key!r}{did_you_mean(key, known)}; the options are listed in "
@@ -193,7 +192,7 @@ class Config:
         self.options.update(defaults or {})
         self.options.update(self.inifile_options)
         self.options.update(env_options(known, os.environ if environ is None else environ))
-        self.options.update(given)
+        self.options.update({k: v for k, v in (options or {}).items() if v is not None})
         check_concurrency(self.options.get("concurrency"))
         #: Free space for plugins to keep per-invocation objects.
         self.stash: dict[str, Any] = {}
