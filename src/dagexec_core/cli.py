@@ -281,7 +281,12 @@ def _parse_known(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argp
 
 
 def _remembered_dag_file(known: argparse.Namespace, plugin_args: list[str]) -> Path | None:
-    """The DAG file a stored run remembers, so its dagplugins.py can add flags to ``resume``."""
+    """The DAG file a stored run remembers, so its dagplugins.py can add flags to ``resume``.
+
+    This imports that dagplugins.py before the command runs: whatever check
+    decides that `resume` may import the remembered DAG file (DESIGN §6, the
+    state file is data) must gate this path too.
+    """
     from .cli_runs import open_state
 
     state_args = argparse.Namespace(state=getattr(known, "state", None), plugin_args=plugin_args)
