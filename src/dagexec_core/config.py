@@ -43,9 +43,10 @@ DEFAULTS: dict[str, Any] = {
     "verbosity": None,  # -v/-q of the command line, for plugins that print
 }
 
-#: The environment variables that steer plugin loading; every other ``DAGEXEC_*``
-#: variable is an option (``DAGEXEC_CONCURRENCY=8`` is ``concurrency = 8``).
-PLUGIN_VARIABLES = ("DAGEXEC_PLUGINS", "DAGEXEC_DISABLED_PLUGINS", "DAGEXEC_DISABLE_PLUGIN_AUTOLOAD")
+#: The ``DAGEXEC_*`` variables that are not options (they steer plugin loading);
+#: every other one is an option (``DAGEXEC_CONCURRENCY=8`` is ``concurrency = 8``).
+#: A new variable that is not an option goes here, and in docs/configuration.md.
+NON_OPTION_VARIABLES = ("DAGEXEC_PLUGINS", "DAGEXEC_DISABLED_PLUGINS", "DAGEXEC_DISABLE_PLUGIN_AUTOLOAD")
 ENV_PREFIX = "DAGEXEC_"
 
 #: Keyword parameters of `run()` that steer the call and are not options.
@@ -116,14 +117,14 @@ def env_options(known: Mapping[str, argparse.Action | None], environ: Mapping[st
     """
     found: dict[str, Any] = {}
     for var, raw in environ.items():
-        if not var.startswith(ENV_PREFIX) or var in PLUGIN_VARIABLES:
+        if not var.startswith(ENV_PREFIX) or var in NON_OPTION_VARIABLES:
             continue
         name = var[len(ENV_PREFIX) :].lower()
         if name not in known:
             hint = did_you_mean(name, known, prefix=ENV_PREFIX)
             raise UsageError(
                 f"environment variable {var} is not a dagexec option{hint}; every DAGEXEC_* variable is an option "
-                f"or one of {', '.join(PLUGIN_VARIABLES)} (docs/configuration.md): fix or unset it"
+                f"or one of {', '.join(NON_OPTION_VARIABLES)} (docs/configuration.md): fix or unset it"
             )
         action = known[name]
         convert = getattr(action, "type", None)
