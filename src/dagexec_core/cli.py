@@ -18,9 +18,11 @@ from typing import Any
 
 from . import __version__
 from .cli_common import (
+    CLI_DEFAULTS,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    add_plugin_options,
     add_run_options,
     pick_dag,
     report_exit,
@@ -31,7 +33,7 @@ from .config import Config
 from .dag import Dag
 from .engine import run as run_dag
 from .errors import DagexecError, DagValidationError, PluginError, UsageError
-from .plugins import PluginManager, build_plugin_manager, call_hook
+from .plugins import PluginManager, build_plugin_manager
 
 log = logging.getLogger("dagexec")
 
@@ -78,9 +80,7 @@ def build_parser(pm: PluginManager | None) -> argparse.ArgumentParser:
     p_run.add_argument("target", metavar="FILE[:DAG]")
     add_run_options(p_run)
     p_run.add_argument("--resume", metavar="RUN_ID", default=None, help="continue a stored run")
-    if pm is not None:
-        group = p_run.add_argument_group("plugin options")
-        call_hook(pm, "dagexec_addoption", parser=group)
+    add_plugin_options(p_run, pm)
     p_run.set_defaults(func=cmd_run)
 
     p_val = sub.add_parser("validate", help="check a DAG without running it")
@@ -122,7 +122,7 @@ COMMANDS.append(_stored_run_commands)
 
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -> int:
-    config = Config(pm, run_options(args), dag_path=path)
+    config = Config(pm, run_options(args), dag_path=path, defaults=CLI_DEFAULTS)
     if config.getoption("persist") is False:
         config.options["state"] = ":memory:"
     pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
@@ -317,6 +317,8 @@ def _main(argv: list[str]) -> int:
     target = getattr(known, "target", None)
     dag_path = split_target(target)[0] if target else None
     plugin_args = getattr(known, "plugin_args", None) or [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-p"]
+    if known is not None and known.command == "resume" and dag_path is None:
+        dag_path = _remembered_dag_file(known, plugin_args)
     pm = build_plugin_manager(
         plugin_args=plugin_args,
         dag_path=dag_path if dag_path and dag_path.is_file() else None,
@@ -339,10 +341,30 @@ def _parse_known(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argp
     # Unknown plugin flags are fine in phase 1; --help must wait for phase 2.
     argv = [a for a in argv if a not in ("-h", "--help")]
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # phase 2 reports usage errors
+        # phase 2 reports usage errors and prints --version
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             return parser.parse_known_args(argv)
     except SystemExit:
         return None, argv
+
+
+def _remembered_dag_file(known: argparse.Namespace, plugin_args: list[str]) -> Path | None:
+    """The DAG file a stored run remembers, so its dagplugins.py can add flags to ``resume``.
+
+    This imports that dagplugins.py before the command runs: whatever check
+    decides that `resume` may import the remembered DAG file (DESIGN §6, the
+    state file is data) must gate this path too.
+    """
+    from .cli_runs import open_state
+
+    state_args = argparse.Namespace(state=getattr(known, "state", None), plugin_args=plugin_args)
+    try:
+        with open_state(state_args) as (_, storage):
+            dag_file = storage.get_run(known.run_id).meta.get("dag_file")
+    except DagexecError:
+        return None  # the command itself reports a missing state file or run
+    path = Path(dag_file) if dag_file else None
+    return path if path is not None and path.is_file() else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,12 +12,18 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .dag import Dag
 from .errors import UsageError
 
+if TYPE_CHECKING:
+    from .plugins import PluginManager
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+#: Defaults of the command line that `run()` does not share: progress shows on a terminal.
+CLI_DEFAULTS: dict[str, Any] = {"progress": "auto"}
 
 
 def split_target(target: str) -> tuple[Path, str | None]:
@@ -80,19 +86,46 @@ def pick_dag(target: str) -> tuple[Dag, Path]:
     return next(iter(dags.values())), path
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} tasks at once cannot run anything: give 1 or more")
+    return value
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", "-c", type=int, default=None, help="tasks running at once (default 32)")
+    p.add_argument("--concurrency", "-c", type=positive_int, default=None, help="tasks running at once (default 32)")
     p.add_argument("--state", default=None, help="SQLite state file (default .dagexec/state.db)")
     p.add_argument("--no-persist", action="store_true", help="keep no state (nothing to resume)")
     p.add_argument("--executor", default=None, help="task executor: local (default), process, dask")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
 
 
+def add_plugin_options(p: argparse.ArgumentParser, pm: PluginManager | None) -> None:
+    """The flags plugins add (``dagexec_addoption``), under "plugin options".
+
+    Their defaults are left to `Config`, which applies them below
+    ``[tool.dagexec]`` and the environment, as `run()` does: a flag not given
+    does not override the project's setting.
+    """
+    if pm is None:
+        return
+    from .plugins import call_hook
+
+    group = p.add_argument_group("plugin options")
+    call_hook(pm, "dagexec_addoption", parser=group)
+    for action in group._group_actions:
+        action.default = argparse.SUPPRESS
+
+
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
     """Every parsed option except the CLI's own plumbing, for `Config`."""
     skip = {"func", "target", "command", "plugin_args", "json", "no_persist", "resume", "verbose", "quiet"}
     opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
-    if args.no_persist:
+    if getattr(args, "no_persist", False):
         opts["persist"] = False
     opts["verbosity"] = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)  # -v/-q for plugins (progress)
     return opts

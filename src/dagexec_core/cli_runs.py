@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .cli_common import add_run_options, load_dags, pick_dag, report_exit, run_options
+from .cli_common import CLI_DEFAULTS, add_plugin_options, add_run_options, load_dags, pick_dag, report_exit, run_options
 from .config import Config
 from .dag import Dag
 from .engine import run as run_dag
@@ -59,8 +59,7 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
         help="run TASK again, with its skipped or failed dependents (repeatable)",
     )
     add_run_options(p_resume)
-    if pm is not None:
-        call_hook(pm, "dagexec_addoption", parser=p_resume.add_argument_group("plugin options"))
+    add_plugin_options(p_resume, pm)
     p_resume.set_defaults(func=cmd_resume)
 
     p_runs = sub.add_parser("runs", help="list recent runs in the state file")
@@ -93,9 +92,8 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
         default=None,
         help="replay: the DAG file (default: the file the run was started from)",
     )
-    add_run_options(p_dlq)
-    if pm is not None:
-        call_hook(pm, "dagexec_addoption", parser=p_dlq.add_argument_group("plugin options (replay)"))
+    _add_state_option(p_dlq)
+    p_dlq.add_argument("--json", action="store_true")
     p_dlq.set_defaults(func=cmd_dlq)
 
 
@@ -176,7 +174,7 @@ def _continue(
     # dagplugins.py beside the DAG file applies, as for `dagexec run FILE`
     run_pm = build_plugin_manager(plugin_args=args.plugin_args, dag_path=path)
     options = {k: v for k, v in run_options(args).items() if k not in _NOT_OPTIONS}
-    config = Config(run_pm, options, dag_path=path)
+    config = Config(run_pm, options, dag_path=path, defaults=CLI_DEFAULTS)
     run_pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
     try:
         report = run_dag(dag, config=config, resume=run_id, replay=replay)
@@ -367,7 +365,8 @@ def _base_task(name: str) -> str:
 
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    # local time with its UTC offset, so a time read off another machine's output is not ambiguous
+    return "-" if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat(" ", "seconds")
 
 
 def _duration(info: RunInfo) -> str:

@@ -171,12 +171,18 @@ class Dag:
         """One task per element of ``over``'s output, created at run time.
 
         Each element runs as task ``{name}[{i}]`` with the element passed as
-        ``item`` (and ``index``); task ``name`` itself collects their outputs
-        into a list in index order, so dependents of ``name`` receive the list.
+        ``item`` (and ``index``), or, when ``fn`` has no ``item`` parameter, as
+        its first positional parameter, as Python's ``map`` does
+        (``dag.map(str.upper, over=...)``); task ``name`` itself collects their
+        outputs into a list in index order, so dependents of ``name`` receive
+        the list. A function that can take no element is a `TaskDefinitionError`.
         """
-        task_name = name or fn.__name__
-        deps = tuple(options.pop("deps", ()))
-        return self.add(task_name, fn, deps=(over, *[d for d in deps if d != over]), map_over=over, **options)
+        from .patterns import element_first
+
+        task_name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        deps = (over, *[d for d in options.pop("deps", ()) if d != over])
+        body = element_first(fn, task=task_name, over=over, deps=deps)
+        return self.add(task_name, body, deps=deps, map_over=over, **options)
 
     def fan_out_in(
         self,

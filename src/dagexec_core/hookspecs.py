@@ -6,7 +6,15 @@ built-in default of each is ``trylast`` so any other plugin wins. Event hooks
 are broadcast to every plugin.
 
 Use in dagplugins.py: define a function with the hook's name, decorated with
-``@dagexec_core.hookimpl``, in a ``dagplugins.py`` beside your DAG file.
+``@dagexec_core.hookimpl``, in a ``dagplugins.py`` beside your DAG file (or
+in a module named with ``-p``, or an installed plugin). A misspelt hook name
+is an error that names the closest hook.
+
+Event hooks run on the event-loop thread, most of them inside a scheduler
+step: while one runs no task is launched and no finished task is taken, so a
+slow hook stalls every task. Hand slow work (network calls, files) to a
+thread or queue of your own. Each event hook says whether the record it
+receives is durable in the state file yet.
 """
 
 from __future__ import annotations
@@ -40,21 +48,37 @@ def dagexec_addhooks(pluginmanager: pluggy.PluginManager) -> None:
     :param pluginmanager: the run's plugin manager; call
         ``pluginmanager.add_hookspecs(module)``.
 
+    Historic: a plugin registered later still receives the call.
+
     Use in dagplugins.py: rarely; a plugin that offers hooks to other plugins
-    registers their specifications here.
+    registers their specifications here::
+
+        @hookimpl
+        def dagexec_addhooks(pluginmanager):
+            pluginmanager.add_hookspecs(my_hookspecs)
     """
 
 
 @hookspec
 def dagexec_addoption(parser: argparse.ArgumentParser) -> None:
-    """Add command-line flags to ``dagexec run`` (and ``resume``).
+    """Add options, as command-line flags of ``dagexec run`` and ``resume``.
 
     :param parser: an ``argparse`` parser (or argument group) to call
         ``add_argument`` on. Parsed values reach plugins as
         ``config.getoption(dest)``.
 
-    Only plugins known before the command line is parsed (built-ins, entry
-    points, ``DAGEXEC_PLUGINS``, ``-p``) can add flags.
+    The option exists everywhere, not only on the command line: its default
+    applies in `run()` too, and ``[tool.dagexec]``, a ``DAGEXEC_<DEST>``
+    variable or a keyword of `run()` may set it (precedence: default,
+    pyproject, environment, flag or keyword). Plugins known before the
+    command line is parsed (built-ins, entry points, ``DAGEXEC_PLUGINS``,
+    ``-p``, and the DAG file's ``dagplugins.py``) can add flags.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_addoption(parser):
+            parser.add_argument("--slack-channel", default="#etl", help="where to post failures")
     """
 
 
@@ -64,16 +88,30 @@ def dagexec_configure(config: Config) -> None:
 
     :param config: the `Config` (options, plugin manager, root directory).
 
-    Historic: a plugin registered later still receives the call.
-    Use in dagplugins.py: read options, open connections, set defaults.
+    Historic: a plugin registered later still receives the call. An
+    exception raised here stops the invocation with an error naming the
+    plugin.
+
+    Use in dagplugins.py: read options, open connections, register more
+    plugins::
+
+        @hookimpl
+        def dagexec_configure(config):
+            config.stash["slack"] = SlackClient(config.getoption("slack_channel"))
     """
 
 
 @hookspec
 def dagexec_unconfigure(config: Config) -> None:
-    """Called once when the configuration is torn down (after the run).
+    """Called once when the configuration is torn down (after the run, also when it raised).
 
     :param config: the `Config`.
+
+    Use in dagplugins.py: close what ``dagexec_configure`` opened::
+
+        @hookimpl
+        def dagexec_unconfigure(config):
+            config.stash.pop("slack").close()
     """
 
 
@@ -90,9 +128,16 @@ def dagexec_storage(config: Config) -> Storage | None:
         path (``":memory:"`` when not persisting).
 
     Stops at the first non-None result. Built-in: ``sqlite`` (``memory``
-    when not persisting). Called once per run.
+    when not persisting). Called once per run, and by ``dagexec runs``,
+    ``show``, ``dlq`` and ``emit`` to read the state.
+
     Use in dagplugins.py: return your own storage object to keep state
-    elsewhere.
+    elsewhere, or None to leave it to the built-in::
+
+        @hookimpl
+        def dagexec_storage(config):
+            if str(config.getoption("state")).startswith("redis://"):
+                return RedisStorage(config.getoption("state"))
     """
 
 
@@ -106,6 +151,13 @@ def dagexec_executor(config: Config) -> TaskExecutor | None:
     Stops at the first non-None result. Built-ins: ``local`` (threads and the
     event loop) and ``process`` (sync bodies in worker processes that are
     killed when they overrun their timeout). Called once per run.
+
+    Use in dagplugins.py: answer only to your own executor name::
+
+        @hookimpl
+        def dagexec_executor(config):
+            if config.getoption("executor") == "counting":
+                return CountingExecutor()
     """
 
 
@@ -120,8 +172,16 @@ def dagexec_retry_policy(task: Task, config: Config, run: Run) -> RetryPolicyLik
 
     Stops at the first non-None result. Built-in: ``retry`` (the task's
     ``retry=``, then its tags', then the run default). Called once per task,
-    when it first fails; the policy's ``next_delay(attempt, error)`` returns
-    the seconds to wait, or None to give up.
+    when it first fails, on the event-loop thread inside a scheduler step;
+    the policy's ``next_delay(attempt, error)`` returns the seconds to wait,
+    or None to give up.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_retry_policy(task):
+            if "flaky-api" in task.tags:
+                return RetryPolicy(max_attempts=5, backoff="exponential", base=1)
     """
 
 
@@ -137,6 +197,13 @@ def dagexec_circuit_breaker(name: str, config: Config, run: Run) -> CircuitBreak
 
     Stops at the first non-None result. Built-in: ``breaker``. Called once
     per group per run; every task of the group shares the object.
+
+    Use in dagplugins.py: share a breaker between processes::
+
+        @hookimpl
+        def dagexec_circuit_breaker(name):
+            if name == "payments":
+                return SharedRedisBreaker(name)
     """
 
 
@@ -149,11 +216,21 @@ def dagexec_dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQue
 
     Stops at the first non-None result. Built-in: ``deadletter``. Called
     once per run.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_dead_letter_queue(config):
+            return SqsDeadLetterQueue(config.getoption("dlq_url"))
     """
 
 
 # -------------------------------------------------------------------------
 # Event hooks (broadcast; the metrics stage)
+#
+# They run on the event-loop thread. Those about tasks and breakers run inside
+# a scheduler step, which launches nothing until they return: a slow hook
+# stalls every task. Each says whether what it receives is durable yet.
 # -------------------------------------------------------------------------
 
 
@@ -162,6 +239,16 @@ def dagexec_run_started(run: Run) -> None:
     """A run starts (or resumes).
 
     :param run: the `Run`: ``run_id``, ``dag``, ``config``, ``resumed_from``.
+
+    Runs on the event-loop thread, after the run is opened in the state file
+    (its row is durable) and before the first task starts; a slow hook delays
+    the whole run.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_run_started(run):
+            print(f"run {run.run_id} of {run.dag.name}: {len(run.dag)} tasks")
     """
 
 
@@ -173,8 +260,17 @@ def dagexec_task_started(run: Run, task: Task, attempt: int) -> None:
     :param task: the `Task`.
     :param attempt: 1 for the first attempt.
 
+    Runs on the event-loop thread inside a scheduler step: a slow hook stalls
+    every task. The task's RUNNING record is durable before this is called.
     Called inside the context (``contextvars``) the task body will run in,
     so a tracing plugin can make its span current for the body.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_task_started(task, attempt):
+            if attempt > 1:
+                print(f"{task.name}: attempt {attempt}")
     """
 
 
@@ -187,16 +283,38 @@ def dagexec_task_retrying(run: Run, task: Task, attempt: int, error: BaseExcepti
     :param attempt: the attempt that failed.
     :param error: its exception.
     :param delay: seconds until the next attempt.
+
+    Runs on the event-loop thread inside a scheduler step: a slow hook stalls
+    every task. The RETRYING record is not durable yet: the step writes it,
+    with the step's other changes, after the hook returns.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_task_retrying(task, attempt, error, delay):
+            print(f"{task.name} attempt {attempt} failed ({error!r}); again in {delay:.1f}s")
     """
 
 
 @hookspec
 def dagexec_task_finished(run: Run, task: Task, record: TaskRecord) -> None:
-    """``task`` reached a final state: completed, failed, skipped or cancelled.
+    """``task`` reached a final state: completed, failed, dead-lettered, skipped or cancelled.
 
     :param run: the `Run`.
     :param task: the `Task`.
     :param record: its `TaskRecord`.
+
+    Runs on the event-loop thread inside a scheduler step: a slow hook stalls
+    every task. The record is not durable yet: the step writes it after the
+    hook returns, and before any dependent of the task starts. (A
+    dead-lettered task's FAILED record is already durable.)
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_task_finished(task, record):
+            if record.state.failed:
+                alert(f"{task.name} failed: {record.error}")
     """
 
 
@@ -207,6 +325,17 @@ def dagexec_task_dead_lettered(run: Run, task: Task, entry: DeadLetter) -> None:
     :param run: the `Run`.
     :param task: the `Task`.
     :param entry: the `DeadLetter` stored.
+
+    Runs on the event-loop thread inside a scheduler step: a slow hook stalls
+    every task. The entry is durable in the queue, and the task's FAILED
+    record before it; its DEAD_LETTERED record is written after the hook
+    returns.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_task_dead_lettered(task, entry):
+            page_oncall(f"{task.name} dead-lettered as {entry.id}: {entry.message}")
     """
 
 
@@ -217,6 +346,17 @@ def dagexec_breaker_state_changed(name: str, old: str, new: str) -> None:
     :param name: the breaker group.
     :param old: ``closed``, ``open`` or ``half_open``.
     :param new: the new state.
+
+    Runs on the event-loop thread while tasks are scheduled (inside a step, or
+    when the loop polls an open breaker): a slow hook stalls every task. No
+    record comes with it; the built-in breaker stores its
+    state with the run (``put_meta``) when it changes.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_breaker_state_changed(name, old, new):
+            print(f"breaker {name}: {old} -> {new}")
     """
 
 
@@ -226,4 +366,13 @@ def dagexec_run_finished(run: Run, report: RunReport) -> None:
 
     :param run: the `Run`.
     :param report: the `RunReport`.
+
+    Runs on the event-loop thread after the last step: every record and the
+    run's final status are durable.
+
+    Use in dagplugins.py::
+
+        @hookimpl
+        def dagexec_run_finished(run, report):
+            print(f"{run.run_id}: {report.status} {report.counts()}")
     """

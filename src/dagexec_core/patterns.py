@@ -73,6 +73,103 @@ def _pick(params: dict[str, inspect.Parameter], values: dict[str, Any]) -> dict[
     return {k: v for k, v in values.items() if k in params}
 
 
+# ---------------------------------------------------------------------------
+# dynamic map: the element as the first positional parameter
+# ---------------------------------------------------------------------------
+
+_P = inspect.Parameter
+_NOT_ELEMENT = frozenset({"ctx", "index"})
+
+
+class _ElementFirst:
+    """Calls ``fn`` with the map element as its first positional argument, as Python's ``map`` does.
+
+    A class, not a closure, so the process executor can pickle it (when
+    ``fn`` pickles); its signature offers ``item`` and ``fn``'s other
+    parameters, so the engine passes the element, ``index``, ``ctx`` and
+    dependencies as for any mapped function.
+    """
+
+    def __init__(self, fn: Callable[..., Any], element: str | None, signature: inspect.Signature) -> None:
+        self.fn = fn
+        self.element = element  # keyword that receives the element; None: the first positional argument
+        self.__signature__ = signature
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            value = getattr(fn, attr, None)
+            if value is not None:
+                setattr(self, attr, value)
+
+    def __call__(self, item: Any, **kwargs: Any) -> Any:
+        if self.element is None:
+            return self.fn(item, **kwargs)
+        return self.fn(**{self.element: item}, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_ElementFirst, (self.fn, self.element, self.__signature__))
+
+
+def element_first(fn: Callable[..., Any], *, task: str, over: str, deps: Sequence[str]) -> Callable[..., Any]:
+    """``fn`` as `Dag.map` calls it: unchanged when it has an ``item`` parameter, else
+    given the element as its first positional parameter that is not ``ctx``,
+    ``index`` or named after a dependency.
+
+    A function that can take no element raises `TaskDefinitionError` here, when
+    the DAG is defined, rather than failing every element at run time.
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: call it as map() would
+        return _ElementFirst(fn, None, inspect.Signature([_P("item", _P.POSITIONAL_OR_KEYWORD)]))
+    if any(p.name == "item" and p.kind not in (_P.POSITIONAL_ONLY, _P.VAR_POSITIONAL) for p in params):
+        return fn
+    skip = _NOT_ELEMENT | set(deps)
+    chosen = next(
+        (
+            p
+            for p in params
+            if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD, _P.VAR_POSITIONAL) and p.name not in skip
+        ),
+        None,
+    )
+    if chosen is None or (chosen.kind in (_P.POSITIONAL_ONLY, _P.VAR_POSITIONAL) and params[0] is not chosen):
+        shown = ", ".join(str(p) for p in params) or "none"
+        taken = sorted(skip & {p.name for p in params})
+        why = f"; {', '.join(taken)} receive their own values" if taken else ""
+        raise TaskDefinitionError(
+            f"task {task!r}: dag.map passes each element of {over!r} as the function's first positional "
+            f"parameter or as 'item', but {getattr(fn, '__qualname__', fn)!r} takes no such parameter "
+            f"(its parameters: {shown}{why}); add one, e.g. def {task}(item): ..."
+        )
+    element = None if chosen is params[0] and chosen.kind is not _P.KEYWORD_ONLY else chosen.name
+    rest = [
+        p.replace(kind=_P.KEYWORD_ONLY)
+        for p in params
+        if p is not chosen and p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
+    ]
+    rest += [p for p in params if p.kind is _P.VAR_KEYWORD]
+    signature = inspect.Signature([_P("item", _P.POSITIONAL_OR_KEYWORD), *rest])
+    if inspect.iscoroutinefunction(fn):
+        return _async_element_first(fn, element, signature)
+    return _ElementFirst(fn, element, signature)
+
+
+def _async_element_first(
+    fn: Callable[..., Any], element: str | None, signature: inspect.Signature
+) -> Callable[..., Any]:
+    # a coroutine function, so the engine runs it on the event loop as it would run fn
+    async def call(item: Any, **kwargs: Any) -> Any:
+        if element is None:
+            return await fn(item, **kwargs)
+        return await fn(**{element: item}, **kwargs)
+
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        value = getattr(fn, attr, None)
+        if value is not None:
+            setattr(call, attr, value)
+    call.__signature__ = signature  # type: ignore[attr-defined]
+    return call
+
+
 def _signature(*, ctx: bool) -> inspect.Signature:
     """What the engine reads of a wrapper: ``ctx`` if wanted, ``**deps`` for every dependency's output."""
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY)] if ctx else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -169,15 +170,72 @@ def build_plugin_manager(
             if pm.is_blocked("dagplugins") or pm.get_plugin(name) is not None:
                 continue
             pm.register_plugin(load_dagplugins(path), name, "dagplugins", None, str(path))
+    check_hook_names(pm)
     return pm
 
 
+def check_hook_names(pm: PluginManager) -> None:
+    """Reject an implementation of a hook that has no specification, naming the closest hook.
+
+    pluggy's ``check_pending``, with the plugin's file and a "did you mean".
+    Optional hooks (``hookimpl(optionalhook=True)``) and hooks whose
+    specification a plugin adds through ``dagexec_addhooks`` pass.
+    """
+    known = sorted(name for name in vars(pm.hook) if not name.startswith("_") and getattr(pm.hook, name).has_spec())
+    for name in sorted(vars(pm.hook)):
+        if name.startswith("_"):
+            continue
+        caller = getattr(pm.hook, name)
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            info = pm.infos.get(impl.plugin_name)
+            code = getattr(impl.function, "__code__", None)
+            where = (info.file if info else None) or (code.co_filename if code else None) or impl.plugin_name
+            if code is not None and code.co_filename == where:
+                where = f"{where}:{code.co_firstlineno}"
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "the hooks are listed in docs/hooks.md"
+            raise PluginLoadError(
+                f"plugin {impl.plugin_name!r} ({where}) implements unknown hook {name!r} ({hint}); "
+                f"rename it, or mark it @hookimpl(optionalhook=True) if another plugin may define it"
+            )
+
+
 def _import(modname: str, name: str, what: str) -> ModuleType:
+    """Import a plugin module; a failure names the file it was imported from, and the line."""
     try:
         return importlib.import_module(modname)
-    except Exception as exc:
-        where = getattr(exc, "filename", None) or modname
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (modname == exc.name or modname.startswith(exc.name + ".")):
+            raise PluginLoadError(
+                f"{what} {name!r} failed to import: ModuleNotFoundError: no module named {exc.name!r} on sys.path; "
+                f"install it, add its folder to PYTHONPATH, or put its hooks in a dagplugins.py beside the DAG file"
+            ) from exc
+        where = _origin(modname, exc)
         raise PluginLoadError(f"{what} {name!r} ({where}) failed to import: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        where = _origin(modname, exc)
+        raise PluginLoadError(f"{what} {name!r} ({where}) failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def _origin(modname: str, exc: BaseException) -> str:
+    """``file:line`` of the module that failed to import (its own line where the error arose)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    module = sys.modules.get(modname)
+    filename = getattr(module, "__file__", None)
+    if filename is None:
+        try:
+            spec = importlib.util.find_spec(modname)
+        except Exception:
+            spec = None
+        filename = spec.origin if spec is not None else None
+    if filename is None:
+        return modname
+    return f"{filename}:{_line_in(exc.__traceback__, filename)}"
 
 
 def _instantiate(obj: Any) -> object:

@@ -243,9 +243,10 @@ class Plugin:
         parser.add_argument(
             "--progress",
             choices=MODES,
-            default="auto",
+            default=None,  # the command line's default is auto (CLI_DEFAULTS); run()'s is off
             dest="progress",
-            help="show progress on stderr: a live bar (auto on a terminal), log lines (auto otherwise) or off",
+            help="show progress on stderr: a live bar (auto on a terminal), log lines (auto otherwise) or off "
+            "(default: auto)",
         )
 
     @hookimpl
