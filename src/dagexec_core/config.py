@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "durability": "normal",
     "grace_period": 10.0,
     "breaker_max_wait": 300.0,
+    "dask_connect_timeout": 10.0,
+    "dask_no_workers_timeout": 60.0,
 }
 
 ROOT_MARKERS = ("pyproject.toml", "setup.cfg", ".git")
