@@ -18,6 +18,7 @@ a function that cannot be pickled or loaded on the worker
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
 import logging
@@ -105,12 +106,15 @@ class DaskExecutor:
         self.runner: Shipped | None = None
         self.inflight: dict[str, _Attempt] = {}
         self.specs: dict[Task, tuple[bytes, Resources]] = {}
+        self.blobs: dict[Any, bytes] = {}  # one pickle per function, however many tasks share it
         self.keys = itertools.count()
         self.token = uuid.uuid4().hex[:8]
         self.tracing = False
         self.unregister: Any = None
         self.watchdog: asyncio.Task[None] | None = None
         self.to_cancel: list[Any] = []
+        self.arrived: collections.deque[tuple[_Attempt, Any, BaseException | None]] = collections.deque()
+        self.wake_pending = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -153,8 +157,10 @@ class DaskExecutor:
         import cloudpickle
 
         resources = task_resources(task)
+        blob = self.blobs.get(task.fn)
         try:
-            blob = bytes(cloudpickle.dumps(task.fn))
+            if blob is None:
+                self.blobs[task.fn] = blob = bytes(cloudpickle.dumps(task.fn))
         except Exception as exc:
             raise TaskPicklingError(
                 f"task {task.name!r} could not be sent to the Dask cluster: {type(exc).__name__}: {exc}; a task's "
@@ -202,39 +208,42 @@ class DaskExecutor:
             resources=dict(resources) or None,
         )
         self.inflight[key] = attempt
-        attempt.remote.add_done_callback(functools.partial(self._settle, attempt))
+        self.client.loop.add_callback(self._track, attempt, attempt.remote)
         result.add_done_callback(functools.partial(self._ended, attempt))
         return result
 
     # -- outcomes -------------------------------------------------------------
 
-    def _settle(self, attempt: _Attempt, done: Any) -> None:
-        """On a Dask callback thread: read the outcome, hand it to the run's loop."""
+    async def _track(self, attempt: _Attempt, remote_fut: Any) -> None:
+        """On the client's loop: wait for the Dask task, fetch its result, hand the outcome to the run's loop.
+
+        Fetches run concurrently (distributed joins them into one request), and outcomes reach the run's
+        loop in batches: one wake-up for all that arrived since the last.
+        """
         value: Any = None
         exc: BaseException | None = None
         try:
-            status = done.status
-            if status == "finished":
-                value = done.result()
-            elif status == "error":
-                exc = done.exception()
+            (value,) = await self.client.gather([remote_fut], asynchronous=True)
+        except BaseException as err:  # noqa: BLE001 - the body's error, cancelled, connection lost
+            exc = self._cluster_error(attempt, err)
+        else:
+            if value[0] == "ok":
+                value = value[1]
             else:
-                exc = DaskClusterError(
-                    f"task {attempt.task.name!r}: the Dask scheduler dropped it ({status}); "
-                    f"was the scheduler restarted or the connection lost?"
-                )
-        except BaseException as err:  # noqa: BLE001 - cancelled, connection lost, result unreadable
-            exc = err
-        if exc is not None:
-            exc = self._cluster_error(attempt, exc)
-        elif isinstance(value, tuple) and value and value[0] != "ok":
-            exc, value = self._envelope_error(attempt, value), None
-        elif isinstance(value, tuple) and value:
-            value = value[1]
-        try:
-            self.loop.call_soon_threadsafe(self._resolve, attempt, value, exc)  # type: ignore[union-attr]
-        except RuntimeError:  # the run's loop is closed: nobody waits for it
-            pass
+                exc, value = self._envelope_error(attempt, value), None
+        self.arrived.append((attempt, value, exc))
+        if not self.wake_pending:
+            self.wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._take_arrived)  # type: ignore[union-attr]
+            except RuntimeError:  # the run's loop is closed: nobody waits for it
+                pass
+
+    def _take_arrived(self) -> None:
+        self.wake_pending = False  # before taking: an outcome appended from now on schedules another call
+        arrived = self.arrived
+        while arrived:
+            self._resolve(*arrived.popleft())
 
     def _cluster_error(self, attempt: _Attempt, exc: BaseException) -> BaseException:
         name = attempt.task.name

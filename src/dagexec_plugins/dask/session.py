@@ -6,7 +6,6 @@ unreachable scheduler fails the command at once) and closed at unconfigure.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -14,6 +13,8 @@ from typing import Any
 
 from dagexec_core.config import Config
 from dagexec_core.errors import DaskConnectError, PluginError
+
+log = logging.getLogger("dagexec.dask")
 
 #: Environment variables naming the scheduler, in order of precedence.
 ADDRESS_VARIABLES = ("DAGEXEC_DASK_ADDRESS", "DASK_SCHEDULER_ADDRESS")
@@ -50,6 +51,7 @@ class DaskSession:
         self.address = scheduler_address(config)
         self.connect_timeout = float(config.getoption("dask_connect_timeout"))
         self.verbosity = int(config.getoption("verbosity", 0) or 0)
+        self.cli = config.getoption("verbosity") is not None  # the CLI always says how verbose
         self.client: Any = None
         self.cluster: Any = None
         self._levels: dict[str, int] = {}
@@ -96,7 +98,6 @@ class DaskSession:
         import dask
 
         workers = config.getoption("dask_workers") or min(4, os.cpu_count() or 1)
-        dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
         # A worker that dies mid-task fails the Dask task at once (KilledWorker): dagexec's
         # retry policy decides what happens next, not hidden re-runs on other workers.
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
@@ -104,7 +105,7 @@ class DaskSession:
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=bool(config.getoption("dask_processes", True)),
-                dashboard_address=dashboard,
+                dashboard_address="127.0.0.1:0",  # a free port: 8787 may be another cluster's
                 silence_logs=_distributed_level(self.verbosity),
             )
         self.client = distributed.Client(self.cluster, set_as_default=False)
@@ -117,8 +118,12 @@ class DaskSession:
             link = self.client.dashboard_link if "dashboard" in info.get("services", {}) else None
         except Exception:  # noqa: BLE001 - no dashboard to show
             link = None
-        if link:
+        if not link:
+            return
+        if self.cli:
             print(f"dagexec: Dask dashboard: {link}", file=sys.stderr, flush=True)
+        else:  # a library call does not write to stderr on its own
+            log.info("Dask dashboard: %s", link)
 
     def close(self) -> None:
         try:
