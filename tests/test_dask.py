@@ -9,6 +9,7 @@ cannot import the DAG folder: what a task needs travels with it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -504,6 +505,41 @@ def test_cancelling_a_run_cancels_its_remote_tasks(tmp_path: Path, shared: Clust
     assert {p.stem for p in (folder / "notes").glob("t*.json")} == started  # the waiting two never ran
 
 
+def test_settings_come_from_tool_dagexec_and_tracing_off_imports_no_tracing_code(
+    tmp_path: Path, shared: Cluster
+) -> None:
+    folder = make_flow(
+        tmp_path / "flow",
+        """
+        from dagexec_core import Dag
+
+        dag = Dag("settings")
+
+
+        @dag.task(tags=["dask:TPU=2"])
+        def needs_tpus():
+            return 1
+        """,
+    )
+    (folder / "pyproject.toml").write_text(
+        f'[tool.dagexec]\ndask_address = "{shared.address}"\ndask_no_workers_timeout = 0.3\n'
+    )
+    (folder / "dagplugins.py").write_text(
+        "import sys\nfrom pathlib import Path\nfrom dagexec_core import hookimpl\n\n\n"
+        "@hookimpl\ndef dagexec_run_finished(run, report):\n"
+        "    loaded = 'dagexec_plugins.tracing' in sys.modules\n"
+        "    Path(__file__).with_name('tracing-loaded').write_text(str(loaded))\n"
+    )
+    out = dagexec(folder, "run", "flow.py", "--executor", "dask", "-p", "no:tracing", "--json")
+    assert out.returncode == 1, out.stderr
+    error = json.loads(out.stdout)["tasks"]["needs_tpus"]["error"]
+    assert error.startswith(
+        f"DaskNoWorkersError: task 'needs_tpus': no Dask worker offering TPU=2 joined {shared.address}"
+    )
+    assert "in 0.3s" in error
+    assert (folder / "tracing-loaded").read_text() == "False"
+
+
 # -- the Python API and the local cluster ---------------------------------------------
 
 
@@ -519,6 +555,25 @@ def test_an_unpicklable_function_fails_once_with_an_error_naming_the_task(shared
     error = report.records["locked"].error or ""
     assert error.startswith("TaskPicklingError: task 'locked' could not be sent to the Dask cluster")
     assert report.records["locked"].attempts == 1 and report.records["locked"].state is TaskState.DEAD_LETTERED
+
+
+def test_the_api_takes_the_no_workers_timeout_and_tags_ask_for_resources(shared: Cluster) -> None:
+    dag = Dag("api")
+    dag.add("gpu", os.getpid, tags=["dask:GPU=1"])
+    dag.add("tpu", os.getpid, tags=["dask:TPU=1"])
+    dag.add("bad", os.getpid, tags=["dask:GPU"], retry=3)
+    report = run(
+        dag, persist=False, signals=False, executor="dask", dask_address=shared.address, dask_no_workers_timeout=0.2
+    )
+    gpu_worker = next(pid for name, pid in shared.worker_pids().items() if name.startswith("gpu"))
+    assert report.outputs["gpu"] == gpu_worker
+    assert (report.records["tpu"].error or "").startswith(
+        "DaskNoWorkersError: task 'tpu': no Dask worker offering TPU=1"
+    )
+    bad = report.records["bad"]
+    assert bad.attempts == 1 and (bad.error or "").startswith(
+        "DaskResourceTagError: task 'bad': tag 'dask:GPU' is not a Dask resource request; write it dask:NAME=AMOUNT"
+    )
 
 
 def test_quickstart_finishes_on_a_local_cluster(tmp_path: Path) -> None:

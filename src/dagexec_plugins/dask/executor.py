@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dagexec_core import __version__
 from dagexec_core.config import Config
@@ -40,10 +40,8 @@ from dagexec_core.errors import (
 
 from ..local import LocalExecutor
 from . import remote
+from .session import DaskSession, seconds_option
 from .shipping import Shipped, modules_beside, register_by_value
-
-if TYPE_CHECKING:
-    from .session import DaskSession
 
 log = logging.getLogger("dagexec.dask")
 
@@ -99,7 +97,7 @@ class DaskExecutor:
         self.config = config
         self.session = session
         self.owns_session = session is None
-        self.no_workers_timeout = float(config.getoption("dask_no_workers_timeout"))
+        self.no_workers_timeout = seconds_option(config, "dask_no_workers_timeout")
         self.local = LocalExecutor()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client: Any = None
@@ -119,8 +117,6 @@ class DaskExecutor:
     # -- lifecycle ------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop, concurrency: int) -> None:
-        from .session import DaskSession
-
         self.loop = loop
         self.local.start(loop, concurrency)
         if self.session is None:

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from dagexec_core.config import Config
-from dagexec_core.errors import DaskConnectError, PluginError
+from dagexec_core.errors import DaskConnectError, PluginError, UsageError
 
 log = logging.getLogger("dagexec.dask")
 
@@ -37,6 +37,19 @@ def scheduler_address(config: Config) -> str | None:
     return str(from_file) if from_file else None
 
 
+def seconds_option(config: Config, name: str) -> float:
+    """A positive number of seconds from option ``name`` (``--dask-...-timeout``, or ``[tool.dagexec]``)."""
+    value = config.getoption(name)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        flag = "--" + name.replace("_", "-")
+        raise UsageError(f"{flag} (or {name} in [tool.dagexec]) must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
 def _distributed_level(verbosity: int) -> int:
     """distributed's INFO lines are for -v and up; without it, only its errors."""
     if verbosity <= 0:
@@ -49,7 +62,8 @@ class DaskSession:
 
     def __init__(self, config: Config) -> None:
         self.address = scheduler_address(config)
-        self.connect_timeout = float(config.getoption("dask_connect_timeout"))
+        self.connect_timeout = seconds_option(config, "dask_connect_timeout")
+        seconds_option(config, "dask_no_workers_timeout")  # wrong values fail before the cluster starts
         self.verbosity = int(config.getoption("verbosity", 0) or 0)
         self.cli = config.getoption("verbosity") is not None  # the CLI always says how verbose
         self.client: Any = None
