@@ -540,6 +540,22 @@ def test_settings_come_from_tool_dagexec_and_tracing_off_imports_no_tracing_code
     assert (folder / "tracing-loaded").read_text() == "False"
 
 
+def test_the_example_of_docs_distributed_md_runs_on_the_cluster(tmp_path: Path, shared: Cluster) -> None:
+    import re
+
+    text = (ROOT / "docs" / "distributed.md").read_text()
+    files = dict(re.findall(r"```python\n# (\w+\.py)\n(.*?)```", text, re.S))
+    assert set(files) == {"helpers.py", "flow.py"}
+    folder = tmp_path / "example"
+    folder.mkdir()
+    for name, code in files.items():
+        (folder / name).write_text(code)
+    out = dagexec(folder, "run", "flow.py", "--executor", "dask", "--dask-address", shared.address, "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["status"] == "completed" and report["counts"] == {"completed": 3}
+
+
 # -- the Python API and the local cluster ---------------------------------------------
 
 

@@ -51,9 +51,10 @@ def seconds_option(config: Config, name: str) -> float:
 
 
 def _distributed_level(verbosity: int) -> int:
-    """distributed's INFO lines are for -v and up; without it, only its errors."""
+    """distributed's lines are for -v and up (INFO, -vv DEBUG): without it, what matters reaches the user as
+    dagexec's own errors, and distributed's would repeat them as tracebacks (a lost connection, a dead worker)."""
     if verbosity <= 0:
-        return logging.ERROR
+        return logging.CRITICAL
     return max(logging.DEBUG, logging.WARNING - 10 * verbosity)
 
 
