@@ -219,14 +219,13 @@ class DaskExecutor:
         value: Any = None
         exc: BaseException | None = None
         try:
-            (value,) = await self.client.gather([remote_fut], asynchronous=True)
+            (envelope,) = await self.client.gather([remote_fut], asynchronous=True)
+            if envelope[0] == "ok":
+                value = envelope[1]
+            else:
+                exc = self._envelope_error(attempt, envelope)
         except BaseException as err:  # noqa: BLE001 - the body's error, cancelled, connection lost
             exc = self._cluster_error(attempt, err)
-        else:
-            if value[0] == "ok":
-                value = value[1]
-            else:
-                exc, value = self._envelope_error(attempt, value), None
         self.arrived.append((attempt, value, exc))
         if not self.wake_pending:
             self.wake_pending = True
@@ -306,7 +305,7 @@ class DaskExecutor:
             return
         worker = msg.get("worker", "a worker")
         keys = [*msg.get("processing-tasks", ()), *msg.get("lost-computed-tasks", ())]
-        lost = [self.inflight[k] for k in keys if k in self.inflight]
+        lost = [a for a in map(self.inflight.get, keys) if a is not None]  # the run's loop may drop keys meanwhile
         if lost and self.loop is not None:
             try:
                 self.loop.call_soon_threadsafe(self._worker_lost, lost, worker)

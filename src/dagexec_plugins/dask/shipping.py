@@ -6,17 +6,14 @@ The CLI imports a DAG file under a made-up module name
 was on ``sys.path`` here. A worker has neither, so these modules are
 registered with cloudpickle to be pickled by value: a task's function reaches
 the worker with its code and the globals it uses. Everything else (the
-standard library, installed distributions, dagexec itself) still goes by
+standard library, installed packages, dagexec itself) still goes by
 reference and must be installed on the workers.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import site
 import sys
-import sysconfig
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
@@ -26,36 +23,37 @@ from typing import Any
 NEVER_SHIPPED = frozenset({"dagexec_core", "dagexec_plugins"})
 
 
-def _install_dirs() -> list[str]:
-    """Where the interpreter's own and installed modules live (never shipped, even inside the DAG folder)."""
-    paths = sysconfig.get_paths()
-    dirs = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    dirs.update(site.getsitepackages())
-    dirs.add(site.getusersitepackages())
-    return [os.path.realpath(d) + os.sep for d in dirs if d]
-
-
 def modules_beside(dag_path: Path, modules: dict[str, ModuleType] | None = None) -> list[ModuleType]:
-    """The imported modules whose file lies in ``dag_path``'s folder (or below it), except installed ones.
+    """The imported modules that come from ``dag_path``'s folder itself, with their submodules.
 
-    Installed means: under a site-packages or standard-library directory, or
-    the top-level package of an installed distribution (an editable install
-    beside the DAG file included).
+    That is what ``import NAME`` finds only while the folder is on
+    ``sys.path``, as the CLI puts it while loading the DAG file: the DAG file,
+    a module ``NAME.py`` beside it, a package ``NAME/`` beside it and every
+    module inside. A package one level down (``src/pkg``, installed with
+    ``pip install -e``) or a ``.venv`` in the folder is reached through
+    another ``sys.path`` entry, so it is installed code and goes by reference.
     """
-    folder = os.path.realpath(dag_path.parent) + os.sep
-    installed = _install_dirs()
-    found: list[ModuleType] = []
-    for name, module in list((modules if modules is not None else sys.modules).items()):
-        file = getattr(module, "__file__", None)
-        if not isinstance(file, str) or name.partition(".")[0] in NEVER_SHIPPED:
-            continue
-        real = os.path.realpath(file)
-        if real.startswith(folder) and not any(real.startswith(d) for d in installed):
-            found.append(module)
-    if found:
-        distributed_tops = importlib.metadata.packages_distributions()
-        found = [m for m in found if m.__name__.partition(".")[0] not in distributed_tops]
-    return found
+    folder = os.path.realpath(dag_path.parent)
+    table = modules if modules is not None else sys.modules
+    beside: dict[str, bool] = {}
+
+    def top_is_beside(top: str) -> bool:
+        if top not in beside:
+            module = table.get(top)
+            file = getattr(module, "__file__", None)
+            if top in NEVER_SHIPPED or module is None:
+                beside[top] = False
+            elif isinstance(file, str):
+                where = os.path.dirname(os.path.realpath(file))
+                if getattr(module, "__path__", None) is not None:  # a package: NAME/__init__.py
+                    where = os.path.dirname(where)
+                beside[top] = where == folder
+            else:  # a namespace package (a folder NAME/ without __init__.py), or a built-in module
+                paths = getattr(module, "__path__", None) or ()
+                beside[top] = any(os.path.dirname(os.path.realpath(p)) == folder for p in paths)
+        return beside[top]
+
+    return [m for name, m in list(table.items()) if top_is_beside(name.partition(".")[0])]
 
 
 def register_by_value(modules: Iterable[ModuleType]) -> Callable[[], None]:
