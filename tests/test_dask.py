@@ -414,6 +414,8 @@ def test_an_unreachable_scheduler_is_one_line_naming_the_address_and_exit_code_2
     (line,) = out.stderr.splitlines()
     assert line.startswith(f"dagexec: error: cannot reach the Dask scheduler at {address} within 1s")
     assert not (folder / "notes").exists()
+    runs = dagexec(folder, "runs", "--json")
+    assert runs.returncode != 0 or json.loads(runs.stdout) == []  # no run was recorded
 
 
 def test_a_coordinator_killed_mid_run_resumes_on_dask(tmp_path: Path, shared: Cluster) -> None:
@@ -592,10 +594,12 @@ def test_the_api_takes_the_no_workers_timeout_and_tags_ask_for_resources(shared:
     )
 
 
-def test_quickstart_finishes_on_a_local_cluster(tmp_path: Path) -> None:
-    out = dagexec(
-        tmp_path, "run", str(ROOT / "examples" / "quickstart.py"), "--executor", "dask", "--dask-workers", "1"
-    )
+def test_quickstart_finishes_on_a_local_cluster_and_distributed_logs_only_with_v(tmp_path: Path) -> None:
+    quickstart = str(ROOT / "examples" / "quickstart.py")
+    out = dagexec(tmp_path, "run", quickstart, "--executor", "dask", "--dask-workers", "1")
     assert out.returncode == 0, out.stderr
     assert "completed" in out.stdout
-    assert "distributed." not in out.stderr
+    assert "distributed." not in out.stderr and out.stderr.count("Dask dashboard") == 1
+    verbose = dagexec(tmp_path, "run", quickstart, "--executor", "dask", "--dask-workers", "1", "-v")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "distributed." in verbose.stderr

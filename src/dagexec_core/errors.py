@@ -143,8 +143,12 @@ class BranchError(DagexecError, ValueError):
 # -- Dask -----------------------------------------------------------------------
 
 
-class DaskConnectError(UsageError):
-    """The Dask scheduler named by ``--dask-address`` (or the environment) could not be reached in time."""
+class DaskConnectError(PluginHookError, UsageError):
+    """The Dask scheduler named by ``--dask-address`` (or the environment) could not be reached in time.
+
+    Raised by the ``dask`` plugin's ``dagexec_executor`` hook, before a run is recorded; a
+    `PluginHookError` so that it reaches the caller as itself, not wrapped.
+    """
 
 
 class DaskClusterError(DagexecError):

@@ -2,10 +2,10 @@
 
 With ``--dask-address`` (or ``DAGEXEC_DASK_ADDRESS``, then Dask's own
 ``DASK_SCHEDULER_ADDRESS``) it connects to a running scheduler; otherwise it
-starts a ``LocalCluster`` for the invocation and closes it afterwards. The
-client lives from configure to unconfigure (`session`), the executor of each
-run sends attempts through it (`executor`), the DAG file and its neighbours
-travel by value (`shipping`) and `remote` is what runs on the worker.
+starts a ``LocalCluster`` for the run and closes it afterwards. Each run's
+executor (`executor`) opens its client (`session`) when the run asks for it,
+before the run is recorded, and closes it when the run ends; the DAG file and
+its neighbours travel by value (`shipping`); `remote` runs on the worker.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from dagexec_core import hookimpl
 from dagexec_core.config import Config
 
 from .executor import DaskExecutor, task_resources
+from .session import DaskSession, seconds_option
 
 __all__ = ["DaskExecutor", "task_resources"]
-
-#: Where the session of an invocation is kept in ``config.stash``.
-STASH_KEY = "dagexec.dask"
 
 
 @hookimpl
@@ -50,23 +48,14 @@ def dagexec_addoption(parser: Any) -> None:
 
 @hookimpl
 def dagexec_configure(config: Config) -> None:
-    # Connect before any run is recorded: a wrong address is a usage error, not a crashed run.
-    if config.getoption("executor") != "dask" or STASH_KEY in config.stash:
-        return
-    from .session import DaskSession
-
-    config.stash[STASH_KEY] = DaskSession(config)
-
-
-@hookimpl
-def dagexec_unconfigure(config: Config) -> None:
-    session = config.stash.pop(STASH_KEY, None)
-    if session is not None:
-        session.close()
+    if config.getoption("executor") == "dask":  # wrong values fail before anything starts
+        seconds_option(config, "dask_connect_timeout")
+        seconds_option(config, "dask_no_workers_timeout")
 
 
 @hookimpl(trylast=True)
 def dagexec_executor(config: Config) -> DaskExecutor | None:
     if config.getoption("executor") != "dask":
         return None
-    return DaskExecutor(config, config.stash.get(STASH_KEY))
+    # Connect here, before the run is recorded: an unreachable scheduler is a usage error, not a crashed run.
+    return DaskExecutor(config, DaskSession(config))

@@ -24,6 +24,7 @@ import itertools
 import logging
 import time
 import uuid
+import weakref
 from typing import Any
 
 from dagexec_core import __version__
@@ -93,10 +94,11 @@ class DaskExecutor:
     name = "dask"
     enforces_timeout = False
 
-    def __init__(self, config: Config, session: DaskSession | None) -> None:
+    def __init__(self, config: Config, session: DaskSession) -> None:
         self.config = config
         self.session = session
-        self.owns_session = session is None
+        # A run that fails before it starts its executor never calls shutdown: close the client anyway.
+        weakref.finalize(self, session.close)
         self.no_workers_timeout = seconds_option(config, "dask_no_workers_timeout")
         self.local = LocalExecutor()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -119,8 +121,6 @@ class DaskExecutor:
     def start(self, loop: asyncio.AbstractEventLoop, concurrency: int) -> None:
         self.loop = loop
         self.local.start(loop, concurrency)
-        if self.session is None:
-            self.session = DaskSession(self.config)
         self.client = self.session.client
         dag_path = self.config.dag_path
         self.unregister = register_by_value(modules_beside(dag_path) if dag_path is not None else ())
@@ -144,8 +144,7 @@ class DaskExecutor:
         finally:
             if self.unregister is not None:
                 self.unregister()
-            if self.owns_session and self.session is not None:
-                self.session.close()
+            self.session.close()
 
     # -- submitting -----------------------------------------------------------
 

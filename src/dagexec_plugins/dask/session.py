@@ -1,7 +1,8 @@
 """The Dask client of one invocation: which scheduler, connecting within a bound, quiet logs, the dashboard link.
 
-A session is opened at configure time (before any run is recorded, so an
-unreachable scheduler fails the command at once) and closed at unconfigure.
+A session is opened when a run asks for its executor (before the run is
+recorded, so an unreachable scheduler fails the command at once) and closed
+when the run ends.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ class DaskSession:
     def __init__(self, config: Config) -> None:
         self.address = scheduler_address(config)
         self.connect_timeout = seconds_option(config, "dask_connect_timeout")
-        seconds_option(config, "dask_no_workers_timeout")  # wrong values fail before the cluster starts
         self.verbosity = int(config.getoption("verbosity", 0) or 0)
         self.cli = config.getoption("verbosity") is not None  # the CLI always says how verbose
         self.client: Any = None
