@@ -402,6 +402,65 @@ def test_a_worker_with_another_dagexec_version_is_named_and_not_retried(tmp_path
     assert "has dagexec 0.0.1 installed, but this run uses dagexec" in task["error"]
 
 
+def test_priority_reaches_the_dask_scheduler(tmp_path: Path, spare: Cluster) -> None:
+    name = spare.fresh_name("single")
+    spare.start_worker(name)
+    try:
+        spare.wait_for_workers(1)
+        folder = make_flow(
+            tmp_path / "flow",
+            """
+            import helpers
+
+            from dagexec_core import Dag
+
+            dag = Dag("priorities")
+
+
+            def ran(name):
+                with open(helpers.HERE / "order", "a") as f:
+                    f.write(name + "\\n")
+
+
+            @dag.task(priority=5)
+            def blocker():
+                helpers.note("blocker")
+                helpers.wait_for_release("blocker")
+
+
+            for i in range(3):
+                dag.add(f"low{i}", lambda i=i: ran(f"low{i}"))
+
+
+            @dag.task
+            def gate(ctx):  # runs here at once: 'urgent' is sent after the low ones
+                return 1
+
+
+            @dag.task(deps=["gate"], priority=10)
+            def urgent(gate):
+                ran("urgent")
+            """,
+        )
+        proc = start_dagexec(folder, "run", "flow.py", "--executor", "dask", "--dask-address", spare.address)
+        try:
+            wait_for(lambda: noted(folder, "blocker"), "the blocker to hold the only worker")
+            from distributed import Client
+
+            keys = lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks]  # noqa: E731
+            with Client(spare.address, set_as_default=False) as client:
+                wait_for(lambda: any(k.startswith("urgent-") for k in client.run_on_scheduler(keys)), "urgent sent")
+            (folder / "release-blocker").touch()
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    finally:
+        spare.kill_worker(name)
+    assert proc.returncode == 0, stderr
+    order = (folder / "order").read_text().split()
+    assert order[0] == "urgent" and sorted(order[1:]) == ["low0", "low1", "low2"]
+
+
 def test_an_unreachable_scheduler_is_one_line_naming_the_address_and_exit_code_2(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
