@@ -6,7 +6,8 @@ never a DAG file's folder: what the DAG file needs must travel with the task.
 
 Run as a script, this module starts a worker whose dagexec says it is another
 version (``foreign-worker VERSION ARGS...``), to prove that such a worker is
-named.
+named, or a scheduler that cannot import dagexec (``scheduler-without-dagexec
+ARGS...``), to prove that a scheduler needs Dask alone.
 """
 
 from __future__ import annotations
@@ -59,12 +60,13 @@ class Cluster:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         return subprocess.Popen(argv, cwd=self.workdir, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
 
-    def start_scheduler(self, *extra: str) -> str:
+    def start_scheduler(self, *extra: str, without_dagexec: bool = False) -> str:
+        """``without_dagexec``: a scheduler that cannot import dagexec, as on a cluster with Dask alone."""
+        launcher = [sys.executable, str(Path(__file__).resolve()), "scheduler-without-dagexec"]
         self.scheduler = self._spawn(
             "scheduler",
             [
-                DASK,
-                "scheduler",
+                *(launcher if without_dagexec else [DASK, "scheduler"]),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -155,6 +157,17 @@ def _foreign_worker(version: str, args: list[str]) -> None:
     main()
 
 
+def _scheduler_without_dagexec(args: list[str]) -> None:
+    for name in ("dagexec_core", "dagexec_plugins"):
+        sys.modules[name] = None  # type: ignore[assignment]  # importing it now raises ImportError
+    from distributed.cli.dask_scheduler import main
+
+    sys.argv = ["dask scheduler", *args]
+    main()
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["foreign-worker"]:
         _foreign_worker(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1:2] == ["scheduler-without-dagexec"]:
+        _scheduler_without_dagexec(sys.argv[2:])

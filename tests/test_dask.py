@@ -144,10 +144,13 @@ def shared(cluster: Cluster) -> Cluster:
 
 @pytest.fixture(scope="session")
 def spare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A scheduler of its own, for tests that kill every worker; each test brings and takes away its workers."""
+    """A scheduler of its own, for tests that kill every worker; each test brings and takes away its workers.
+
+    It cannot import dagexec: every test run on it also proves that a scheduler needs Dask alone.
+    """
     c = Cluster(tmp_path_factory.mktemp("dask-spare"))
     try:
-        c.start_scheduler()
+        c.start_scheduler(without_dagexec=True)
         yield c
     finally:
         c.stop()
