@@ -614,10 +614,14 @@ def test_the_example_of_docs_distributed_md_runs_on_the_cluster(tmp_path: Path, 
     folder.mkdir()
     for name, code in files.items():
         (folder / name).write_text(code)
-    out = dagexec(folder, "run", "flow.py", "--executor", "dask", "--dask-address", shared.address, "--json")
+    env = clean_env()
+    env["DASK_SCHEDULER_ADDRESS"] = shared.address  # Dask's own variable is read too
+    out = dagexec(folder, "run", "flow.py", "--executor", "dask", "--json", env=env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["status"] == "completed" and report["counts"] == {"completed": 3}
+    port = json.loads(shared.scheduler_file.read_text())["services"]["dashboard"]
+    assert f"Dask dashboard: http://127.0.0.1:{port}/status" in out.stderr  # the shared scheduler's
 
 
 # -- the Python API and the local cluster ---------------------------------------------
