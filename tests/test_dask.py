@@ -564,7 +564,10 @@ def test_cancelling_a_run_cancels_its_remote_tasks(tmp_path: Path, shared: Clust
     from distributed import Client
 
     with Client(shared.address, set_as_default=False) as client:  # the cluster forgets the cancelled tasks
-        keys = lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks if str(k).startswith("t")]  # noqa: E731
+
+        def keys(dask_scheduler: Any) -> list[str]:  # a local function: pickled by value for the scheduler
+            return [k for k in map(str, dask_scheduler.tasks) if k[:3] in ("t0-", "t1-", "t2-", "t3-")]
+
         wait_for(lambda: not client.run_on_scheduler(keys), "the scheduler to forget the run's tasks")
     assert {p.stem for p in (folder / "notes").glob("t*.json")} == started  # the waiting two never ran
 
