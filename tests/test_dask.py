@@ -672,3 +672,39 @@ def test_quickstart_finishes_on_a_local_cluster_and_distributed_logs_only_with_v
     verbose = dagexec(tmp_path, "run", quickstart, "--executor", "dask", "--dask-workers", "1", "-v")
     assert verbose.returncode == 0, verbose.stderr
     assert "distributed." in verbose.stderr
+
+
+def test_a_local_cluster_worker_killed_mid_task_costs_one_attempt(tmp_path: Path) -> None:
+    folder = make_flow(
+        tmp_path / "flow",
+        """
+        import helpers
+
+        from dagexec_core import Dag, RetryPolicy
+
+        dag = Dag("local-victim")
+
+
+        @dag.task(retry=RetryPolicy(max_attempts=2, base=0.05))
+        def victim():
+            n = helpers.execution("victim")
+            helpers.note(f"victim-{n}")
+            if n == 1:
+                helpers.wait_for_release("never")
+            return n
+        """,
+    )
+    proc = start_dagexec(folder, "run", "flow.py", "--executor", "dask", "--dask-workers", "2", "--json")
+    try:
+        wait_for(lambda: noted(folder, "victim-1"), "the first attempt to start")
+        os.kill(note(folder, "victim-1")["pid"], signal.SIGKILL)  # the worker process running it
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    report = json.loads(stdout)
+    victim = report["tasks"]["victim"]
+    assert victim["attempts"] == 2 and victim["state"] == "completed"
+    assert note(folder, "victim-1")["pid"] != note(folder, "victim-2")["pid"]
+    retrying = [t for t in show(folder, report["run_id"])["transitions"] if t["state"] == "retrying"]
+    assert len(retrying) == 1 and retrying[0]["error"].startswith("DaskWorkerLostError: task 'victim': the Dask worker")
