@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--shapes chain,wide,layered] [--n 1000,10000,100000]
         [--kinds async,sync] [--modes off,normal,durable,trace,dask] [--repeat K]
-        [--concurrency C] [--out FILE]
+        [--concurrency C] [--dask-cluster] [--out FILE]
 
 Prints one JSON document on stdout (progress goes to stderr). Each sample
 runs in a fresh interpreter so its peak RSS is its own; samples of the floor
@@ -81,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--autoload",
         action="store_true",
         help="let dagexec load entry-point plugins (off by default: a stray plugin skews figures)",
+    )
+    p.add_argument(
+        "--dask-cluster",
+        action="store_true",
+        help="also run dask_cluster.py: dagexec on a real two-worker Dask cluster against plain client.submit",
     )
     p.add_argument("--tmpdir", default=None, help="where state files go (a real disk, for durable)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a sample is abandoned")
@@ -338,6 +343,16 @@ def targets(results: list[dict[str, Any]], resume: dict[str, Any] | None) -> lis
     return out
 
 
+def run_dask_cluster(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/dask_cluster.py in its own interpreter (it starts and stops its cluster)."""
+    cmd = [sys.executable, str(HERE / "dask_cluster.py"), "--repeat", str(args.repeat)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: " + " | ".join(proc.stderr.strip().splitlines()[-5:])}
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
 def meta(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     src = None
     try:
@@ -390,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     doc["results"] = results
     doc["resume"] = resume
     doc["targets"] = targets(results, resume)
+    if args.dask_cluster:
+        doc["dask_cluster"] = run_dask_cluster(args)
     doc["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["meta"]["wall_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(doc, indent=2)

@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "dask_processes": None,
     "create_state": None,  # False: storage opened by a reading command must not create the file
     "verbosity": None,  # -v/-q of the command line, for plugins that print
+    "dask_connect_timeout": 10.0,
+    "dask_no_workers_timeout": 60.0,
 }
 
 #: The ``DAGEXEC_*`` variables that are not options (they steer plugin loading);

@@ -138,3 +138,38 @@ class EventTimeoutError(DagexecError, TimeoutError):
 
 class BranchError(DagexecError, ValueError):
     """A conditional task chose a name that is not one of its branches."""
+
+
+# -- Dask -----------------------------------------------------------------------
+
+
+class DaskConnectError(PluginHookError, UsageError):
+    """The Dask scheduler named by ``--dask-address`` (or the environment) could not be reached in time.
+
+    Raised by the ``dask`` plugin's ``dagexec_executor`` hook, before a run is recorded; a
+    `PluginHookError` so that it reaches the caller as itself, not wrapped.
+    """
+
+
+class DaskClusterError(DagexecError):
+    """The Dask cluster ended an attempt without running it to the end; the task's retry policy decides."""
+
+
+class DaskWorkerLostError(DaskClusterError):
+    """The Dask worker running an attempt died (``KilledWorker``, or seen leaving the cluster)."""
+
+
+class DaskNoWorkersError(DaskClusterError):
+    """No Dask worker able to run the attempt was there for ``dask_no_workers_timeout`` seconds."""
+
+
+class DaskWorkerVersionError(DagexecError):
+    """A Dask worker has another dagexec version than the machine driving the run, or none. Never retried."""
+
+    retryable = False
+
+
+class DaskResourceTagError(TaskDefinitionError):
+    """A ``dask:NAME=AMOUNT`` tag of a task is malformed. Never retried."""
+
+    retryable = False
