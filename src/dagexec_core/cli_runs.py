@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from .engine import run as run_dag
 from .errors import PluginError, RunNotFoundError, UsageError
 from .patterns import recorded_branches
 from .plugins import PluginManager, build_plugin_manager, call_hook
+from .provenance import check_unchanged, recorded_code
 from .stages import DeadLetter, DeadLetterQueue, RunInfo, Storage
 from .state import TaskRecord
 
@@ -144,18 +147,13 @@ def dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQueue:
     return dlq
 
 
-def _stored_dag(info: RunInfo, target: str | None) -> tuple[Dag, Path]:
-    """The DAG of a stored run: from ``target`` or the file the run remembers."""
+def _stored_dag(info: RunInfo, target: str | None, remembered: Path | None) -> tuple[Dag, Path]:
+    """The DAG of a stored run: from ``target``, or the file the run remembers (checked unchanged)."""
 
     if target is not None:
         return pick_dag(target)
-    dag_file = info.meta.get("dag_file")
-    if not dag_file:
-        raise UsageError(
-            f"run {info.run_id} does not remember its DAG file (it was started from the API without one); "
-            f"pass it: dagexec resume {info.run_id} FILE"
-        )
-    path = Path(dag_file)
+    assert remembered is not None
+    path = remembered
     dags = load_dags(path)
     if info.dag_name not in dags:
         found = ", ".join(sorted(dags)) or "none"
@@ -167,12 +165,19 @@ def _stored_dag(info: RunInfo, target: str | None) -> tuple[Dag, Path]:
 
 
 def _continue(
-    args: argparse.Namespace, pm: PluginManager, run_id: str, target: str | None, replay: list[str]
+    args: argparse.Namespace, pm: PluginManager, run_id: str, target: str | None, replay: list[str], name_it: str
 ) -> tuple[int, Any]:
-
+    """Resume ``run_id``. Without ``target`` the file the run remembers is imported only when it is unchanged
+    (`provenance`); ``name_it`` is the command line that names the file instead, for the refusal."""
     with open_state(args) as (_, storage):
         info = storage.get_run(run_id)
-    dag, path = _stored_dag(info, target)
+        recorded = recorded_code(storage, info) if target is None else None
+    remembered = None
+    if target is None:
+        remembered = check_unchanged(info, recorded, name_it + _state_flag(args))
+        if getattr(args, "quiet", 0) < 1:
+            print(f"resuming run {run_id} with {remembered} (unchanged since the run last ran)", file=sys.stderr)
+    dag, path = _stored_dag(info, target, remembered)
     # dagplugins.py beside the DAG file applies, as for `dagexec run FILE`
     run_pm = build_plugin_manager(plugin_args=args.plugin_args, dag_path=path)
     options = {k: v for k, v in run_options(args).items() if k not in _NOT_OPTIONS}
@@ -190,8 +195,13 @@ def _continue(
 # ---------------------------------------------------------------------------
 
 
+def _state_flag(args: argparse.Namespace) -> str:
+    return f" --state {shlex.quote(args.state)}" if getattr(args, "state", None) else ""
+
+
 def cmd_resume(args: argparse.Namespace, pm: PluginManager) -> int:
-    code, _ = _continue(args, pm, args.run_id, args.target, args.replay or [])
+    name_it = f"dagexec resume {args.run_id} FILE" + "".join(f" --replay {shlex.quote(t)}" for t in args.replay or [])
+    code, _ = _continue(args, pm, args.run_id, args.target, args.replay or [], name_it)
     return code
 
 
@@ -310,7 +320,8 @@ def cmd_dlq_replay(args: argparse.Namespace, pm: PluginManager) -> int:
     run_id = entries[0].run_id
     # an element of a dynamic map ("name[3]") is replayed through its collector, which maps again
     tasks = sorted({_base_task(e.task) for e in entries})
-    code, report = _continue(args, pm, run_id, args.target, tasks)
+    chosen = " ".join(args.entry_ids) if args.entry_ids else f"--run {run_id}"
+    code, report = _continue(args, pm, run_id, args.target, tasks, f"dagexec dlq replay {chosen} --dag FILE")
     # The replayed entries are settled: a task that failed again has a fresh entry.
     with open_state(args) as (config, storage):
         queue = dead_letter_queue(config, storage)

@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "durability": "normal",
     "grace_period": 10.0,
     "breaker_max_wait": 300.0,
+    # without persistence, outputs still make their JSON round trip (docs/reliability.md)
+    "check_outputs": True,
 }
 
 ROOT_MARKERS = ("pyproject.toml", "setup.cfg", ".git")

@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import events
+from . import events, provenance
 from .config import Config
 from .context import TaskContext
 from .dag import Dag, Task, chosen_branches
@@ -137,6 +137,8 @@ class RunReport:
         self.run_id = run.run_id
         self.dag_name = run.dag.name
         self.status = status
+        #: The run is kept in a state file (it can be resumed and replayed).
+        self.persisted: bool = run.persist
         self.started_at = run.started_at
         self.finished_at = time.time()
         self._run = run
@@ -1111,9 +1113,24 @@ class Run:
             status="running",
             started_at=self.started_at,
             task_count=len(self.tasks),
+            meta=self._code_meta(),
         )
         self.storage.create_run(info, [t.name for t in self.tasks], self._fingerprint())
         self._start_roots(range(len(self.tasks)))
+
+    def _code_meta(self) -> dict[str, Any]:
+        """What a resume checks before importing the DAG file again (`provenance`)."""
+        path = self.config.dag_path
+        return {provenance.INFO_KEY: provenance.code_of(path)} if path is not None and path.is_file() else {}
+
+    def _remember_code(self, info: RunInfo) -> None:
+        """A resume that ran other code (a file named by the user, or edited since) is what the next resume checks."""
+        path = self.config.dag_path
+        if path is None or not path.is_file():
+            return
+        code = provenance.code_of(path)
+        if provenance.recorded_code(self.storage, info) != code:
+            self.storage.put_meta(self.run_id, provenance.META_KEY, code)
 
     def _start_roots(self, candidates: Iterable[int]) -> None:
         """Count unfinished dependencies and schedule (or skip) the tasks free to go."""
@@ -1262,6 +1279,7 @@ class Run:
                 )
         if new_names:
             self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
+        self._remember_code(info)
         if replayed and self.dlq is not None:
             # A replayed task leaves the dead-letter queue, however it is replayed (`dlq replay`, `--replay`,
             # `run(replay=...)`); one that fails again gets a fresh entry.
