@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-LAYERS, WIDTH = 24, 25  # 600 tasks
-TRIALS = 20
+LAYERS, WIDTH = 32, 25  # 800 tasks
+TRIALS = 15
 
 DAG_FILE = textwrap.dedent(
     """
-    import os, sys
+    import asyncio, os, sys, time
     from dagexec_core import Dag, run
 
     LAYERS, WIDTH = {layers}, {width}
@@ -37,11 +37,15 @@ DAG_FILE = textwrap.dedent(
             os.write(SIDE, (name + "\\n").encode())
             os.write(1, b".")
             return 1 + sum(deps.values())
+        # A short pause per task keeps the run slow enough for the test, polling the state file
+        # between kills, to keep up with it on a loaded machine.
         if is_async:
             async def body(**deps):
+                await asyncio.sleep(0.01)
                 return record(deps)
         else:
             def body(**deps):
+                time.sleep(0.01)
                 return record(deps)
         return body
 
@@ -96,14 +100,17 @@ def _has_runs(conn: sqlite3.Connection) -> bool:
 
 
 def caught_again(db: Path, in_flight: set[str]) -> bool:
-    """Is a task the last kill caught in flight running again (a kill now would catch it twice)?"""
+    """Has a task the last kill caught in flight not completed since (a kill now could catch it twice)?
+
+    Completed, not merely "not running": a task back to pending may be launched between this check and the kill.
+    """
     if not in_flight:
         return False
     conn = sqlite3.connect(db)
     try:
         marks = ",".join("?" * len(in_flight))
         found = conn.execute(
-            f"SELECT count(*) FROM task_records WHERE state = 'running' AND name IN ({marks})", sorted(in_flight)
+            f"SELECT count(*) FROM task_records WHERE state != 'completed' AND name IN ({marks})", sorted(in_flight)
         ).fetchone()[0]
     finally:
         conn.close()

@@ -112,15 +112,17 @@ def _add_state_option(p: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def open_state(args: argparse.Namespace) -> Iterator[tuple[Config, Storage]]:
+def open_state(args: argparse.Namespace, read_only: bool = False) -> Iterator[tuple[Config, Storage]]:
     """The storage (and its config) of ``--state``, through the ``dagexec_storage`` hook.
 
     Each opening has its own plugin manager, so every plugin sees one
-    configure/unconfigure pair per manager. Reading never creates a state file.
+    configure/unconfigure pair per manager. Reading never creates a state file;
+    ``read_only`` asks the storage to open it for reading only (a directory the
+    user cannot write), as ``runs``, ``show`` and ``dlq list|show`` do.
     """
     if getattr(args, "no_persist", False):
         raise UsageError("a stored run needs the state file: drop --no-persist")
-    options: dict[str, Any] = {"create_state": False}
+    options: dict[str, Any] = {"create_state": False, "read_only": read_only}
     if getattr(args, "state", None):
         options["state"] = args.state
     pm = build_plugin_manager(plugin_args=args.plugin_args)
@@ -206,7 +208,7 @@ def cmd_resume(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_runs(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(args) as (_, storage):
+    with open_state(args, read_only=True) as (_, storage):
         runs = storage.list_runs(args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
@@ -222,7 +224,7 @@ def cmd_runs(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(args) as (_, storage):
+    with open_state(args, read_only=True) as (_, storage):
         info = storage.get_run(args.run_id)
         records = storage.load_records(args.run_id)
         branches = recorded_branches(storage, args.run_id)
@@ -272,7 +274,7 @@ def cmd_dlq(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(args) as (config, storage):
+    with open_state(args, read_only=True) as (config, storage):
         entries = dead_letter_queue(config, storage).list(args.run)
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
@@ -290,7 +292,7 @@ def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_dlq_show(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(args) as (config, storage):
+    with open_state(args, read_only=True) as (config, storage):
         if len(args.entry_ids) != 1:
             raise UsageError("dlq show: give one dead-letter ID (see `dagexec dlq list`)")
         entry = _get(dead_letter_queue(config, storage), args.entry_ids[0])

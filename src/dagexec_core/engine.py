@@ -1254,9 +1254,7 @@ class Run:
                     in_flight[task.name] = [rec.attempts, rec.started_at]
                     if task.name in previous["in_flight"]:
                         crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
-                        self.interrupted.append(
-                            (i, self._poison_message(task.name, previous, in_flight[task.name]))
-                        )
+                        self.interrupted.append((i, self._poison_message(task.name, previous, in_flight[task.name])))
                     else:
                         self.attempts[i] = max(0, rec.attempts - 1)
                 if i not in crashed:
