@@ -23,8 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 DAGEXEC = [sys.executable, "-m", "dagexec_core.cli"]
 
@@ -344,8 +342,8 @@ def test_a_task_that_kills_its_driver_twice_is_dead_lettered_as_the_likely_cause
 
     three = ok(dagexec("resume", run_id, "-c", "1", cwd=folder), 1)  # in flight at both crashes: not started again
     assert "two consecutive crashes" in three.stdout
-    assert f"fix the cause, then replay the failed tasks (their skipped dependents follow): dagexec resume {run_id} "
-    "--replay pill" in three.stdout
+    replay = f"replay the failed tasks (their skipped dependents follow): dagexec resume {run_id} --replay pill\n"
+    assert replay in three.stdout
     tasks = shown(folder, run_id)
     assert (tasks["first"]["state"], tasks["side"]["state"]) == ("completed", "completed")
     assert (tasks["pill"]["state"], tasks["after"]["state"]) == ("dead_lettered", "skipped")
@@ -512,7 +510,9 @@ def test_runs_show_and_dlq_list_read_a_state_file_in_a_directory_they_cannot_wri
         # nothing written: no -wal or -shm file beside it, the file byte for byte as it was
         assert (sorted(p.name for p in shared.iterdir()), (shared / "state.db").read_bytes()) == before
         # the check can fail: a command that writes is refused there
-        writer = dagexec("resume", run_id, str(folder / "flow.py"), "--state", state, cwd=shared, preexec_fn=as_reader())
+        writer = dagexec(
+            "resume", run_id, str(folder / "flow.py"), "--state", state, cwd=shared, preexec_fn=as_reader()
+        )
         err = one_line_error(writer, 1)
         assert "make its directory writable" in err
         assert sorted(p.name for p in shared.iterdir()) == ["state.db"]
@@ -549,22 +549,25 @@ def test_a_full_disk_is_named_and_the_error_says_to_free_space(tmp_path: Path) -
     assert shown(folder, run_id)["blob0"]["state"] == "completed"
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["show", "nope"],
-        ["resume", "nope"],
-        ["dlq", "show", "nope"],
-        ["dlq", "replay", "nope"],
-        ["dlq", "replay", "--run", "nope"],
-        ["emit", "nope", "go"],
-        ["runs", "--state", "missing.db"],
-        ["show", "nope", "--state", "missing.db"],
-        ["run", "missing.py"],
-    ],
-)
-def test_not_found_exits_2_whatever_the_command(tmp_path: Path, argv: list[str]) -> None:
+NOT_FOUND = [
+    ["show", "nope"],
+    ["resume", "nope"],
+    ["run", "flow.py", "--resume", "nope"],
+    ["dlq", "show", "nope"],
+    ["dlq", "replay", "nope"],
+    ["dlq", "replay", "--run", "nope"],
+    ["dlq", "purge", "nope"],
+    ["emit", "nope", "go"],
+    ["runs", "--state", "missing.db"],
+    ["show", "nope", "--state", "missing.db"],
+    ["dlq", "list", "--state", "missing.db"],
+    ["run", "missing.py"],
+]
+
+
+def test_not_found_exits_2_whatever_the_command(tmp_path: Path) -> None:
     folder = project(tmp_path, {"flow.py": FAILING_FLOW})
     ok(dagexec("run", "flow.py", cwd=folder), 1)
-    err = one_line_error(dagexec(*argv, cwd=folder), 2)
-    assert "nope" in err or "missing" in err
+    for argv in NOT_FOUND:
+        err = one_line_error(dagexec(*argv, cwd=folder), 2)
+        assert "nope" in err or "missing" in err, (argv, err)
