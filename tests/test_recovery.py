@@ -571,3 +571,36 @@ def test_not_found_exits_2_whatever_the_command(tmp_path: Path) -> None:
     for argv in NOT_FOUND:
         err = one_line_error(dagexec(*argv, cwd=folder), 2)
         assert "nope" in err or "missing" in err, (argv, err)
+
+
+MAP_PILL_FLOW = """
+    import os, signal
+    from dagexec_core import Dag
+
+    dag = Dag("map-pill")
+    dag.add("items", lambda: list(range(6)))
+
+    def work(item):
+        if item == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return item * 10
+
+    dag.map(work, over="items")
+"""
+
+
+def test_a_mapped_element_that_kills_its_driver_twice_is_dead_lettered_and_the_others_complete(
+    tmp_path: Path,
+) -> None:
+    folder = project(tmp_path, {"flow.py": MAP_PILL_FLOW})
+    assert dagexec("run", "flow.py", "-c", "1", cwd=folder).returncode == -signal.SIGKILL
+    run_id = only_run_id(folder)
+    assert dagexec("resume", run_id, "-c", "1", cwd=folder).returncode == -signal.SIGKILL
+    third = ok(dagexec("resume", run_id, "-c", "1", cwd=folder), 1)
+    assert f"dagexec resume {run_id} --replay work\n" in third.stdout
+    tasks = shown(folder, run_id)
+    assert tasks["work[3]"]["state"] == "dead_lettered"
+    assert "two consecutive crashes" in tasks["work[3]"]["error"]
+    assert [tasks[f"work[{i}]"]["state"] for i in (0, 1, 2, 4, 5)] == ["completed"] * 5
+    assert tasks["work"]["state"] == "failed" and "MapError" in tasks["work"]["error"]
+    assert [e["task"] for e in dead_letters(folder)] == ["work[3]"]
