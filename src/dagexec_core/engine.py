@@ -1223,7 +1223,7 @@ class Run:
         for name, rec in records.items():
             if rec.state is RUNNING and name not in self.index and _base_name(name) not in replayed:
                 in_flight[name] = [rec.attempts, rec.started_at]  # a mapped element (re-made when its map expands)
-                if name in previous["in_flight"]:
+                if _caught_again(previous, name, rec.started_at):
                     self.poison_elements[name] = self._poison_message(name, previous, in_flight[name])
         trace_ids: list[Any] = [_THIS_INVOCATION] * len(self.tasks)
         self.trace_ids = trace_ids
@@ -1252,7 +1252,7 @@ class Run:
                     # Cut short by the crash of the process driving the run: that attempt does not count,
                     # unless the task was in flight at the crash before too (the likely cause).
                     in_flight[task.name] = [rec.attempts, rec.started_at]
-                    if task.name in previous["in_flight"]:
+                    if _caught_again(previous, task.name, rec.started_at):
                         crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
                         self.interrupted.append((i, self._poison_message(task.name, previous, in_flight[task.name])))
                     else:
@@ -1284,7 +1284,7 @@ class Run:
             for entry in self.dlq.list(self.run_id):
                 if _base_name(entry.task) in replayed:
                     self.dlq.remove(entry.id)
-        if in_flight or previous["in_flight"]:
+        if in_flight != previous["in_flight"]:  # the same records seen again are the same crash, not a new one
             crash = previous["count"] + 1 if in_flight else previous["count"]
             self.storage.put_meta(
                 self.run_id, CRASH_META, {"count": crash, "in_flight": in_flight, "found_at": time.time()}
@@ -1351,6 +1351,15 @@ def _previous_crash(stored: Any) -> dict[str, Any]:
     if isinstance(stored, dict) and isinstance(stored.get("in_flight"), dict):
         return {"count": int(stored.get("count") or 0), "in_flight": stored["in_flight"]}
     return {"count": 0, "in_flight": {}}
+
+
+def _caught_again(previous: Mapping[str, Any], name: str, started_at: float | None) -> bool:
+    """Was ``name`` in flight at the previous crash too, in an attempt started before this one?
+
+    The same attempt (same start) seen again is the same crash seen twice (a resume that died before it
+    wrote anything), not a second crash."""
+    before = previous["in_flight"].get(name)
+    return before is not None and before[1] != started_at
 
 
 def _base_name(name: str) -> str:
