@@ -11,6 +11,7 @@ line is the user's decision to run that code, and the run then remembers it.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def check_unchanged(info: RunInfo, recorded: dict[str, Any] | None, name_it: str
             )
         raise UsageError(
             f"run {run_id} keeps no digest of its DAG file {where} (it was started by an older dagexec), so "
-            f"nothing was imported; to run that file, name it: {name_it.replace('FILE', str(where))}"
+            f"nothing was imported; to run that file, name it: {name_it.replace('FILE', shlex.quote(str(where)))}"
         )
     path = Path(recorded["path"])
     if not path.is_file():
@@ -82,6 +83,6 @@ def check_unchanged(info: RunInfo, recorded: dict[str, Any] | None, name_it: str
             )
             raise UsageError(
                 f"{file} {what}; run {run_id} would import it, so nothing was imported; if the change is meant, "
-                f"name the file: {name_it.replace('FILE', str(path))}"
+                f"name the file: {name_it.replace('FILE', shlex.quote(str(path)))}"
             )
     return path
