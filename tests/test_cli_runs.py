@@ -112,11 +112,11 @@ def test_show_lists_every_task_with_state_attempts_duration_error(
 def test_show_unknown_run_and_missing_state_file_are_clear(
     etl: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["runs"]) == 1
+    assert main(["runs"]) == 2  # not found: exit 2, as for any named thing that is not there
     assert "no dagexec state file at" in capsys.readouterr().err
     assert not (tmp_path / ".dagexec").exists()  # reading never creates a state file
     failed_run(etl, capsys)
-    assert main(["show", "nope"]) == 1
+    assert main(["show", "nope"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
 
 

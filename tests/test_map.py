@@ -173,7 +173,7 @@ def test_map_scales_to_ten_thousand_elements() -> None:
     dag.add("total", lambda double: (len(double), sum(double), double[9_999]), deps=["double"])
     report = run(dag, persist=False, concurrency=64)
     assert report.ok
-    assert report.outputs["total"] == (10_000, 2 * sum(range(10_000)), 19_998)
+    assert report.outputs["total"] == [10_000, 2 * sum(range(10_000)), 19_998]
     assert report.count(TaskState.COMPLETED) == 10_000 + 3
     assert report.records["double[1234]"].output == 2468
 

@@ -32,7 +32,7 @@ from .cli_common import (
 from .config import Config
 from .dag import Dag
 from .engine import run as run_dag
-from .errors import DagexecError, DagValidationError, PluginError, UsageError
+from .errors import NOT_FOUND_ERRORS, DagexecError, DagValidationError, PluginError, UsageError
 from .plugins import PluginManager, build_plugin_manager
 
 log = logging.getLogger("dagexec")
@@ -296,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dagexec: invalid DAG: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (UsageError, PluginError) as exc:
+        print(f"dagexec: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NOT_FOUND_ERRORS as exc:  # a run, dead letter or state file that is not there: 2, as for a DAG file
         print(f"dagexec: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DagexecError as exc:

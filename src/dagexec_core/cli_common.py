@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -100,6 +101,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", "-c", type=positive_int, default=None, help="tasks running at once (default 32)")
     p.add_argument("--state", default=None, help="SQLite state file (default .dagexec/state.db)")
     p.add_argument("--no-persist", action="store_true", help="keep no state (nothing to resume)")
+    p.add_argument(
+        "--no-check-outputs",
+        dest="check_outputs",
+        action="store_false",
+        default=None,
+        help="with --no-persist: hand outputs to dependents as returned, without their JSON round trip",
+    )
     p.add_argument("--executor", default=None, help="task executor: local (default), process, dask")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
 
@@ -139,11 +147,24 @@ def report_exit(report: Any, args: argparse.Namespace) -> int:
         print(f"run {report.run_id} of DAG {report.dag_name!r} {report.status}: {counts} in {report.duration:.2f}s")
         for name in report.failed:
             print(f"  FAILED {name}: {report.records[name].error}")
+        command = replay_command(report, args)
+        if command:
+            print(f"  fix the cause, then replay the failed tasks (their skipped dependents follow): {command}")
         if report.status == "cancelled":
             print(f"  resume with: dagexec resume {report.run_id}")
     if report.status == "cancelled":
         return EXIT_CANCELLED
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def replay_command(report: Any, args: argparse.Namespace) -> str | None:
+    """The command that replays a persisted run's failed tasks (a mapped element through its map)."""
+    if not report.failed or report.status == "cancelled" or not getattr(report, "persisted", True):
+        return None
+    names = dict.fromkeys(n.partition("[")[0] if n.endswith("]") and "[" in n else n for n in report.failed)
+    command = f"dagexec resume {report.run_id}" + "".join(f" --replay {shlex.quote(n)}" for n in names)
+    state = getattr(args, "state", None)
+    return command + (f" --state {shlex.quote(state)}" if state else "")
 
 
 def report_json(report: Any) -> dict[str, Any]:

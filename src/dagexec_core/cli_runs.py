@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from .engine import run as run_dag
 from .errors import PluginError, RunNotFoundError, UsageError
 from .patterns import recorded_branches
 from .plugins import PluginManager, build_plugin_manager, call_hook
+from .provenance import check_unchanged, recorded_code
 from .stages import DeadLetter, DeadLetterQueue, RunInfo, Storage
 from .state import TaskRecord
 
@@ -107,15 +110,17 @@ def _add_state_option(p: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def open_state(args: argparse.Namespace) -> Iterator[tuple[Config, Storage]]:
+def open_state(args: argparse.Namespace, read_only: bool = False) -> Iterator[tuple[Config, Storage]]:
     """The storage (and its config) of ``--state``, through the ``dagexec_storage`` hook.
 
     Each opening has its own plugin manager, so every plugin sees one
-    configure/unconfigure pair per manager. Reading never creates a state file.
+    configure/unconfigure pair per manager. Reading never creates a state file;
+    ``read_only`` asks the storage to open it for reading only (a directory the
+    user cannot write), as ``runs``, ``show`` and ``dlq list|show`` do.
     """
     if getattr(args, "no_persist", False):
         raise UsageError("a stored run needs the state file: drop --no-persist")
-    options: dict[str, Any] = {"create_state": False}
+    options: dict[str, Any] = {"create_state": False, "read_only": read_only}
     if getattr(args, "state", None):
         options["state"] = args.state
     pm = build_plugin_manager(plugin_args=args.plugin_args)
@@ -142,18 +147,13 @@ def dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQueue:
     return dlq
 
 
-def _stored_dag(info: RunInfo, target: str | None) -> tuple[Dag, Path]:
-    """The DAG of a stored run: from ``target`` or the file the run remembers."""
+def _stored_dag(info: RunInfo, target: str | None, remembered: Path | None) -> tuple[Dag, Path]:
+    """The DAG of a stored run: from ``target``, or the file the run remembers (checked unchanged)."""
 
     if target is not None:
         return pick_dag(target)
-    dag_file = info.meta.get("dag_file")
-    if not dag_file:
-        raise UsageError(
-            f"run {info.run_id} does not remember its DAG file (it was started from the API without one); "
-            f"pass it: dagexec resume {info.run_id} FILE"
-        )
-    path = Path(dag_file)
+    assert remembered is not None
+    path = remembered
     dags = load_dags(path)
     if info.dag_name not in dags:
         found = ", ".join(sorted(dags)) or "none"
@@ -165,12 +165,19 @@ def _stored_dag(info: RunInfo, target: str | None) -> tuple[Dag, Path]:
 
 
 def _continue(
-    args: argparse.Namespace, pm: PluginManager, run_id: str, target: str | None, replay: list[str]
+    args: argparse.Namespace, pm: PluginManager, run_id: str, target: str | None, replay: list[str], name_it: str
 ) -> tuple[int, Any]:
-
+    """Resume ``run_id``. Without ``target`` the file the run remembers is imported only when it is unchanged
+    (`provenance`); ``name_it`` is the command line that names the file instead, for the refusal."""
     with open_state(args) as (_, storage):
         info = storage.get_run(run_id)
-    dag, path = _stored_dag(info, target)
+        recorded = recorded_code(storage, info) if target is None else None
+    remembered = None
+    if target is None:
+        remembered = check_unchanged(info, recorded, name_it + _state_flag(args))
+        if getattr(args, "quiet", 0) < 1:
+            print(f"resuming run {run_id} with {remembered} (unchanged since the run last ran)", file=sys.stderr)
+    dag, path = _stored_dag(info, target, remembered)
     # dagplugins.py beside the DAG file applies, as for `dagexec run FILE`
     run_pm = build_plugin_manager(plugin_args=args.plugin_args, dag_path=path)
     options = {k: v for k, v in run_options(args).items() if k not in _NOT_OPTIONS}
@@ -188,13 +195,18 @@ def _continue(
 # ---------------------------------------------------------------------------
 
 
+def _state_flag(args: argparse.Namespace) -> str:
+    return f" --state {shlex.quote(args.state)}" if getattr(args, "state", None) else ""
+
+
 def cmd_resume(args: argparse.Namespace, pm: PluginManager) -> int:
-    code, _ = _continue(args, pm, args.run_id, args.target, args.replay or [])
+    name_it = f"dagexec resume {args.run_id} FILE" + "".join(f" --replay {shlex.quote(t)}" for t in args.replay or [])
+    code, _ = _continue(args, pm, args.run_id, args.target, args.replay or [], name_it)
     return code
 
 
 def cmd_runs(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(args) as (_, storage):
+    with open_state(args, read_only=True) as (_, storage):
         runs = storage.list_runs(args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
@@ -210,7 +222,7 @@ def cmd_runs(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(args) as (_, storage):
+    with open_state(args, read_only=True) as (_, storage):
         info = storage.get_run(args.run_id)
         records = storage.load_records(args.run_id)
         branches = recorded_branches(storage, args.run_id)
@@ -260,7 +272,7 @@ def cmd_dlq(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(args) as (config, storage):
+    with open_state(args, read_only=True) as (config, storage):
         entries = dead_letter_queue(config, storage).list(args.run)
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
@@ -278,7 +290,7 @@ def cmd_dlq_list(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_dlq_show(args: argparse.Namespace, pm: PluginManager) -> int:
-    with open_state(args) as (config, storage):
+    with open_state(args, read_only=True) as (config, storage):
         if len(args.entry_ids) != 1:
             raise UsageError("dlq show: give one dead-letter ID (see `dagexec dlq list`)")
         entry = _get(dead_letter_queue(config, storage), args.entry_ids[0])
@@ -308,7 +320,8 @@ def cmd_dlq_replay(args: argparse.Namespace, pm: PluginManager) -> int:
     run_id = entries[0].run_id
     # an element of a dynamic map ("name[3]") is replayed through its collector, which maps again
     tasks = sorted({_base_task(e.task) for e in entries})
-    code, report = _continue(args, pm, run_id, args.target, tasks)
+    chosen = " ".join(args.entry_ids) if args.entry_ids else f"--run {run_id}"
+    code, report = _continue(args, pm, run_id, args.target, tasks, f"dagexec dlq replay {chosen} --dag FILE")
     # The replayed entries are settled: a task that failed again has a fresh entry.
     with open_state(args) as (config, storage):
         queue = dead_letter_queue(config, storage)

@@ -40,9 +40,12 @@ DEFAULTS: dict[str, Any] = {
     "meter_provider": None,
     "dask_processes": None,
     "create_state": None,  # False: storage opened by a reading command must not create the file
+    "read_only": None,  # True: a reading command opens the state file read-only (runs, show, dlq list)
     "verbosity": None,  # -v/-q of the command line, for plugins that print
     "dask_connect_timeout": 10.0,
     "dask_no_workers_timeout": 60.0,
+    # without persistence, outputs still make their JSON round trip (docs/reliability.md)
+    "check_outputs": True,
 }
 
 #: The ``DAGEXEC_*`` variables that are not options (they steer plugin loading);

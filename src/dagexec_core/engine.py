@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import events
+from . import events, provenance
 from .config import Config
 from .context import TaskContext
 from .dag import Dag, Task, chosen_branches
@@ -51,7 +51,7 @@ from .errors import (
     TaskTimeoutError,
     UsageError,
 )
-from .outputs import JsonSerializer, Serializer, encode_output
+from .outputs import IDENTITY_TYPES, JsonSerializer, Serializer, encode_output, output_error
 from .plugins import call_hook, hook_error
 from .retry import RetryPolicy
 from .stages import CircuitBreaker, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
@@ -137,6 +137,8 @@ class RunReport:
         self.run_id = run.run_id
         self.dag_name = run.dag.name
         self.status = status
+        #: The run is kept in a state file (it can be resumed and replayed).
+        self.persisted: bool = run.persist
         self.started_at = run.started_at
         self.finished_at = time.time()
         self._run = run
@@ -222,6 +224,8 @@ class Run:
         #: `_THIS_INVOCATION` for the others (`record` then answers `record_trace_id`).
         self.trace_ids: list[Any] | None = None
         self.serializer: Serializer = config.getoption("serializer") or JsonSerializer()
+        #: Without persistence, still hand dependents the JSON round trip of each output (docs/reliability.md).
+        self.check_outputs = config.getoption("check_outputs", True) is not False
         self.concurrency = int(config.getoption("concurrency") or 32)
         if self.concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, not {self.concurrency}")
@@ -278,7 +282,11 @@ class Run:
         self.event_poller: asyncio.Task[None] | None = None
         self.slot_waiters: list[asyncio.Future[None]] = []
         self.stored_extra: dict[str, TaskRecord] = {}
-        self.interrupted: list[int] = []  # resumed tasks a crash caught on their last attempt
+        #: Resumed tasks in flight at two consecutive crashes (the likely cause), with their error.
+        self.interrupted: list[tuple[int, str]] = []
+        #: Mapped elements ("name[3]") in flight at two consecutive crashes: failed when their map expands.
+        self.poison_elements: dict[str, str] = {}
+        self.opened = False  # the run is open and dagexec_run_started was called
         self.n_retries = 0
         self.n_started = 0
         self.gc_was_enabled = gc.isenabled()
@@ -683,11 +691,17 @@ class Run:
         text = None
         if exc is None:
             value = fut.result()
-            if self.persist:
+            if self.round_trip:
+                # A dependent receives what a resume would: the decoding of the text stored.
                 try:
-                    text = encode_output(self.serializer, task.name, value)
-                except OutputSerializationError as e:
-                    exc = e
+                    if type(value) in self.identity_types:  # None, bool, int, str: the round trip is the value
+                        if self.persist:
+                            text = self.dumps(value)
+                    else:
+                        text = self.dumps(value)
+                        value = self.loads(text)
+                except Exception as e:  # noqa: BLE001 - fails this task only (RecursionError included)
+                    exc = output_error(self.serializer, task.name, value, e)
         if exc is None:
             self._check(i, COMPLETED)
             now = time.time()
@@ -951,11 +965,20 @@ class Run:
                 self.attempts[j] = stored.attempts
                 self.started[j], self.finished[j] = stored.started_at, stored.finished_at
                 continue
+            pending += 1
+            poison = self.poison_elements.pop(self.tasks[j].name, None) if stored is not None else None
+            if poison is not None and stored is not None:  # in flight at two consecutive crashes
+                self.states[j] = RUNNING
+                self.attempts[j] = stored.attempts
+                self.started[j] = stored.started_at
+                self.interrupted.append((j, poison))
+                continue
             if stored is not None:
                 self.attempts[j] = 0
-            pending += 1
             self._push_ready(j)
         self.remaining[c] = pending
+        if self.interrupted and self.opened:
+            self._fail_interrupted()
         if pending == 0:
             self._collect(c, stack)
             while stack:
@@ -978,7 +1001,13 @@ class Run:
             self.started[c] = self.started[c] or now
             self.finished[c] = now
             if self.persist:
-                text = encode_output(self.serializer, self.tasks[c].name, value)
+                try:
+                    text = encode_output(self.serializer, self.tasks[c].name, value)
+                except OutputSerializationError as exc:  # the elements' outputs passed; their list is too deep
+                    self.states[c] = RUNNING
+                    self._set_final(c, FAILED, _describe(exc), finish=False)
+                    stack.append(c)
+                    return
                 self.rows.append(
                     (self.tasks[c].name, "completed", 1, self.started[c], now, text, None, self.record_trace_id)
                 )
@@ -1032,6 +1061,10 @@ class Run:
                 f"{config.getoption('state')!r}; is the 'sqlite' plugin blocked? use persist=False/--no-persist"
             )
         self.persist = bool(getattr(self.storage, "persistent", False))
+        self.round_trip = self.persist or self.check_outputs
+        self.dumps = self.serializer.dumps
+        self.loads = self.serializer.loads
+        self.identity_types = IDENTITY_TYPES if type(self.serializer) is JsonSerializer else frozenset()
         self.executor = call_hook(pm, "dagexec_executor", config=config)
         if self.executor is None:
             raise PluginError(f"no plugin provides executor {config.getoption('executor')!r}")
@@ -1080,9 +1113,24 @@ class Run:
             status="running",
             started_at=self.started_at,
             task_count=len(self.tasks),
+            meta=self._code_meta(),
         )
         self.storage.create_run(info, [t.name for t in self.tasks], self._fingerprint())
         self._start_roots(range(len(self.tasks)))
+
+    def _code_meta(self) -> dict[str, Any]:
+        """What a resume checks before importing the DAG file again (`provenance`)."""
+        path = self.config.dag_path
+        return {provenance.INFO_KEY: provenance.code_of(path)} if path is not None and path.is_file() else {}
+
+    def _remember_code(self, info: RunInfo) -> None:
+        """A resume that ran other code (a file named by the user, or edited since) is what the next resume checks."""
+        path = self.config.dag_path
+        if path is None or not path.is_file():
+            return
+        code = provenance.code_of(path)
+        if provenance.recorded_code(self.storage, info) != code:
+            self.storage.put_meta(self.run_id, provenance.META_KEY, code)
 
     def _start_roots(self, candidates: Iterable[int]) -> None:
         """Count unfinished dependencies and schedule (or skip) the tasks free to go."""
@@ -1168,6 +1216,15 @@ class Run:
             if name not in self.index:
                 self.stored_extra[name] = rec
         crashed: list[int] = []
+        # The crash that ended the last invocation: the tasks it caught in flight (their records are RUNNING).
+        previous = _previous_crash(self.storage.get_meta(self.run_id, CRASH_META))
+        in_flight: dict[str, list[Any]] = {}
+        replayed = {self.tasks[i].name for i in to_reset}
+        for name, rec in records.items():
+            if rec.state is RUNNING and name not in self.index and _base_name(name) not in replayed:
+                in_flight[name] = [rec.attempts, rec.started_at]  # a mapped element (re-made when its map expands)
+                if _caught_again(previous, name, rec.started_at):
+                    self.poison_elements[name] = self._poison_message(name, previous, in_flight[name])
         trace_ids: list[Any] = [_THIS_INVOCATION] * len(self.tasks)
         self.trace_ids = trace_ids
         for i, task in enumerate(self.tasks):
@@ -1191,14 +1248,16 @@ class Run:
             elif state in (RUNNING, RETRYING, READY, CANCELLED):
                 # A map collector's attempt is its elements': it expands again, reusing completed ones;
                 # a resumable task (a loop) continues from its own checkpoint.
-                if (
-                    state is RUNNING
-                    and task.map_over is None
-                    and not task.resumable
-                    and rec.attempts >= self._policy(i).max_attempts
-                ):
-                    crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
-                else:
+                if state is RUNNING and task.map_over is None:
+                    # Cut short by the crash of the process driving the run: that attempt does not count,
+                    # unless the task was in flight at the crash before too (the likely cause).
+                    in_flight[task.name] = [rec.attempts, rec.started_at]
+                    if _caught_again(previous, task.name, rec.started_at):
+                        crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
+                        self.interrupted.append((i, self._poison_message(task.name, previous, in_flight[task.name])))
+                    else:
+                        self.attempts[i] = max(0, rec.attempts - 1)
+                if i not in crashed:
                     state = PENDING
             self.states[i] = state
             if state is rec.state and state in TERMINAL_STATES and i not in crashed:
@@ -1218,9 +1277,30 @@ class Run:
                 )
         if new_names:
             self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
+        self._remember_code(info)
+        if replayed and self.dlq is not None:
+            # A replayed task leaves the dead-letter queue, however it is replayed (`dlq replay`, `--replay`,
+            # `run(replay=...)`); one that fails again gets a fresh entry.
+            for entry in self.dlq.list(self.run_id):
+                if _base_name(entry.task) in replayed:
+                    self.dlq.remove(entry.id)
+        if in_flight != previous["in_flight"]:  # the same records seen again are the same crash, not a new one
+            crash = previous["count"] + 1 if in_flight else previous["count"]
+            self.storage.put_meta(
+                self.run_id, CRASH_META, {"count": crash, "in_flight": in_flight, "found_at": time.time()}
+            )
         self._start_roots(range(len(self.tasks)))
         self._flush()
-        self.interrupted = crashed
+
+    def _poison_message(self, name: str, previous: Mapping[str, Any], now: Sequence[Any]) -> str:
+        n = int(previous["count"]) + 1
+        before = previous["in_flight"][name]
+        return (
+            f"task {name!r} was running at two consecutive crashes of the process driving run {self.run_id} "
+            f"(crash {n - 1}: attempt {before[0]} started {_utc(before[1])}; crash {n}: attempt {now[0]} "
+            f"started {_utc(now[1])}), so it is the likely cause and was not started a third time; fix it, "
+            f"then replay it: dagexec resume {self.run_id} --replay {_base_name(name)}"
+        )
 
     def _stamp_trace(self, stored: str | None) -> None:
         """After ``dagexec_run_started``: store the run's trace id if a plugin gave it one, and put this
@@ -1234,17 +1314,11 @@ class Run:
             self.rows = [(*row[:7], None if row[1] == "pending" else trace_id) for row in self.rows]
 
     def _fail_interrupted(self) -> None:
-        """Fail (and dead-letter) the tasks a crash interrupted on their last attempt; after run_started."""
-        for i in self.interrupted:
-            self._fail(
-                i,
-                TaskInterruptedError(
-                    f"task {self.tasks[i].name!r} was interrupted on its last attempt ({self.attempts[i]}) when the "
-                    f"process driving run {self.run_id} died; replay it with: dagexec resume {self.run_id} "
-                    f"--replay {self.tasks[i].name}"
-                ),
-            )
-        self.interrupted = []
+        """Fail (and dead-letter) the tasks in flight at two consecutive crashes; after run_started."""
+        self.opened = True
+        interrupted, self.interrupted = self.interrupted, []
+        for i, message in interrupted:
+            self._fail(i, TaskInterruptedError(message))
         self._flush()
 
     def _settle_cancelled(self) -> None:
@@ -1266,6 +1340,37 @@ class Run:
                         )
                     )
         self._flush()
+
+
+#: Run metadata key: the tasks the last crash of a run's driver caught in flight, and how many crashes so far.
+CRASH_META = "dagexec.crashes"
+
+
+def _previous_crash(stored: Any) -> dict[str, Any]:
+    """The stored `CRASH_META` value, or an empty one (none stored, or not of the expected shape)."""
+    if isinstance(stored, dict) and isinstance(stored.get("in_flight"), dict):
+        return {"count": int(stored.get("count") or 0), "in_flight": stored["in_flight"]}
+    return {"count": 0, "in_flight": {}}
+
+
+def _caught_again(previous: Mapping[str, Any], name: str, started_at: float | None) -> bool:
+    """Was ``name`` in flight at the previous crash too, in an attempt started before this one?
+
+    The same attempt (same start) seen again is the same crash seen twice (a resume that died before it
+    wrote anything), not a second crash."""
+    before = previous["in_flight"].get(name)
+    return before is not None and before[1] != started_at
+
+
+def _base_name(name: str) -> str:
+    base, sep, rest = name.partition("[")
+    return base if sep and rest.endswith("]") else name
+
+
+def _utc(ts: Any) -> str:
+    if not isinstance(ts, (int, float)):
+        return "at an unknown time"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _is_mapped_name(name: str, index: Mapping[str, int]) -> bool:

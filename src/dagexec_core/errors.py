@@ -78,7 +78,8 @@ class OutputSerializationError(DagexecError, TypeError):
 
 
 class TaskInterruptedError(DagexecError):
-    """The process driving a run died during a task's last attempt (found on resume)."""
+    """A task was in flight at two consecutive crashes of the process driving its run (found on resume):
+    the likely cause of both, so it is dead-lettered rather than started a third time."""
 
 
 class TaskPicklingError(DagexecError, TypeError):
@@ -173,3 +174,22 @@ class DaskResourceTagError(TaskDefinitionError):
     """A ``dask:NAME=AMOUNT`` tag of a task is malformed. Never retried."""
 
     retryable = False
+
+
+# -- not found (exit code 2 on the command line, like every usage error) -----------
+
+
+class StateFileMissingError(StateFileError):
+    """There is no state file where one was named (a command that reads runs never creates one)."""
+
+
+class DeadLetterNotFoundError(DagexecError, KeyError):
+    """No dead letter has the id given."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "no such dead letter"
+
+
+#: Errors that mean "the thing you named is not there": a run, a dead letter, the state file. The CLI
+#: exits 2 for each, as for a DAG file that is not found.
+NOT_FOUND_ERRORS: tuple[type[DagexecError], ...] = (RunNotFoundError, StateFileMissingError, DeadLetterNotFoundError)

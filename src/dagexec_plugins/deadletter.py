@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dagexec_core import hookimpl
 from dagexec_core.config import Config
+from dagexec_core.errors import DeadLetterNotFoundError
 from dagexec_core.stages import DeadLetter, DeadLetterQueue, Storage
 
 
@@ -29,7 +30,7 @@ class MemoryDeadLetterQueue:
         try:
             return self.entries[entry_id]
         except KeyError:
-            raise KeyError(f"no dead letter {entry_id!r}") from None
+            raise DeadLetterNotFoundError(f"no dead letter {entry_id!r}") from None
 
     def remove(self, entry_id: str) -> None:
         self.entries.pop(entry_id, None)

@@ -49,7 +49,14 @@ import sqlite_utils
 
 from dagexec_core import hookimpl
 from dagexec_core.config import Config
-from dagexec_core.errors import RunLockedError, RunNotFoundError, StateFileError, UsageError
+from dagexec_core.errors import (
+    DeadLetterNotFoundError,
+    RunLockedError,
+    RunNotFoundError,
+    StateFileError,
+    StateFileMissingError,
+    UsageError,
+)
 from dagexec_core.outputs import JsonSerializer, Serializer
 from dagexec_core.stages import DeadLetter, RecordRow, RunInfo, fingerprint_digest, fingerprint_text
 from dagexec_core.state import TaskRecord, TaskState
@@ -77,7 +84,7 @@ CHECKPOINT_EVERY = 200
 #: then extends the file) and deleting it when the file closes took 40 ms at 8000 pages (33 MB).
 WAL_AUTOCHECKPOINT = 1000
 
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 10, 11, 13, 26
 
 _STATES = {s.value: s for s in TaskState}
 #: The C scanner behind ``json.loads`` (see `SqliteStorage._load`).
@@ -369,8 +376,11 @@ class SqliteStorage:
         serializer: Serializer | None = None,
         dag_file: str | None = None,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
+        #: Open for reading only (``runs``, ``show``, ``dlq list``): nothing is created, migrated or written.
+        self.read_only = read_only
         self.durability = durability
         self.serializer: Serializer = serializer or JsonSerializer()
         self.dag_file = dag_file
@@ -430,8 +440,8 @@ class SqliteStorage:
                     f"{str(path)!r} is not a dagexec state file (not an SQLite database, or corrupt); "
                     f"it was left untouched: pass another state= path or move the file away"
                 )
-        elif not create:
-            raise StateFileError(f"no dagexec state file at {str(path)!r}; run a DAG first or pass --state PATH")
+        elif not create or self.read_only:
+            raise StateFileMissingError(f"no dagexec state file at {str(path)!r}; run a DAG first or pass --state PATH")
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -440,6 +450,8 @@ class SqliteStorage:
                     f"cannot create the directory of state file {str(path)!r}: {exc.strerror}; "
                     f"pass state= a writable path, or persist=False / --no-persist"
                 ) from exc
+        if self.read_only:
+            return self._open_read_only(path)
         try:
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
         except sqlite3.Error as exc:
@@ -449,6 +461,28 @@ class SqliteStorage:
             conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
             conn.execute("PRAGMA foreign_keys = OFF")
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_read_only(self, path: Path) -> sqlite3.Connection:
+        """Open with SQLite's ``mode=ro``: works in a directory this process cannot write, creates nothing.
+
+        Without a ``-wal`` file beside it (no process has the file open for writing, and the last one
+        to close it moved every committed step into the file), the file is also opened ``immutable``:
+        SQLite then needs no ``-shm`` file, which a read-only directory would not let it create. With a
+        ``-wal`` file, the usual locks and the WAL are read, so a run under way is seen as it stands.
+        """
+        uri = path.resolve().as_uri() + "?mode=ro"
+        if not Path(f"{path}-wal").exists():
+            uri += "&immutable=1"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise self._error("open", exc) from exc
+        try:
+            self._check_and_migrate(conn)
         except BaseException:
             conn.close()
             raise
@@ -479,6 +513,14 @@ class SqliteStorage:
                 f"state file {str(path)!r} has schema version {version}, newer than this dagexec "
                 f"understands ({SCHEMA_VERSION}); upgrade dagexec, or pass another state= path"
             )
+        if self.read_only:
+            if version < SCHEMA_VERSION:
+                raise StateFileError(
+                    f"state file {str(path)!r} has schema version {version}, older than this dagexec's "
+                    f"({SCHEMA_VERSION}), and is opened read-only here; resume one of its runs (or run a DAG "
+                    f"with it) once where it can be written, to upgrade it"
+                )
+            return
         if version == SCHEMA_VERSION:
             self._set_journal(conn)
             return
@@ -530,15 +572,40 @@ class SqliteStorage:
         text = str(exc)
         hint = ""
         low = text.lower()
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
         if "readonly" in low or "read-only" in low or "unable to open" in low:
             hint = "; make its directory writable, pass another state= path, or run with persist=False / --no-persist"
-        elif "full" in low:
-            hint = "; free disk space or pass another state= path; the interrupted step was rolled back"
+        elif code == _SQLITE_FULL or "full" in low:
+            hint = (
+                "; the disk is full: free disk space (or pass another state= path), then resume the run; "
+                "the interrupted step was rolled back"
+            )
+        elif code == _SQLITE_IOERR or "i/o error" in low:
+            hint = (
+                "; the operating system could not read or write the file: is the disk full, removed or failing? "
+                "free disk space or pass another state= path, then resume the run"
+            )
         elif "malformed" in low or "not a database" in low:
             hint = "; the file is corrupt: move it away and start a new run"
         elif "locked" in low or "busy" in low:
             hint = "; another process holds the file's write lock for too long"
         return StateFileError(f"cannot {doing} state file {str(self.path)!r}: {text}{hint}")
+
+    def _damaged(self, what: str) -> StateFileError:
+        """A row no dagexec wrote (edited by hand, or damaged): one line naming it, no traceback."""
+        return StateFileError(
+            f"state file {str(self.path)!r} is damaged: {what} (was it edited by hand?); fix or delete that row, "
+            f"or move the file away and start a new run"
+        )
+
+    def _json(self, text: str, what: str, kind: type | None = None) -> Any:
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise self._damaged(f"{what} is not JSON ({exc})") from None
+        if kind is not None and not isinstance(value, kind):
+            raise self._damaged(f"{what} is a JSON {type(value).__name__}, not an object")
+        return value
 
     def _corrupt_error(self) -> StateFileError:
         return StateFileError(
@@ -877,8 +944,8 @@ class SqliteStorage:
         elif counts is None or status in ("running", "crashed"):
             counts_map = self._count_states(run_id, row[14], row[15], task_count or 0)
         else:
-            counts_map = json.loads(counts)
-        meta_map = json.loads(meta) if meta else {}
+            counts_map = self._json(counts, f"the task counts of run {run_id}", dict)
+        meta_map = self._json(meta, f"the metadata of run {run_id}", dict) if meta else {}
         if dag_file:
             meta_map["dag_file"] = dag_file
         return RunInfo(
@@ -999,7 +1066,9 @@ class SqliteStorage:
 
         def record(row: Sequence[Any]) -> TaskRecord:
             name, state, attempts, error, started, finished, output, trace_id = row
-            st = states[state]
+            st = states.get(state)
+            if st is None:
+                raise self._damaged(f"task {name!r} of run {run_id} has the unknown state {state!r}")
             value = None
             if st is completed and output is not None and output != "null":
                 try:
@@ -1012,6 +1081,9 @@ class SqliteStorage:
                             value = loads(output)
                     else:
                         value = loads(output)
+                except RecursionError:
+                    # stored by a run that decoded it deeper in its stack than here? decode it on a fresh stack
+                    value = _on_fresh_stack(loads, output, name, run_id)
                 except ValueError as exc:
                     raise StateFileError(
                         f"the stored output of task {name!r} in run {run_id} cannot be decoded ({exc}); "
@@ -1045,7 +1117,9 @@ class SqliteStorage:
 
     def load_task_state(self, dag_name: str, task_name: str) -> Any:
         rows = self._query("SELECT value FROM task_state WHERE dag_name = ? AND task = ?", (dag_name, task_name))
-        return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+        if not rows or rows[0][0] is None:
+            return None
+        return self._json(rows[0][0], f"the state of task {task_name!r} of DAG {dag_name!r}")
 
     def save_task_state(self, dag_name: str, task_name: str, value: Any) -> None:
         text = _dumps(value, f"the state of task {task_name!r}")
@@ -1058,7 +1132,7 @@ class SqliteStorage:
 
     def get_meta(self, run_id: str, key: str) -> Any:
         rows = self._query("SELECT value FROM run_meta WHERE run_id = ? AND key = ?", (run_id, key))
-        return json.loads(rows[0][0]) if rows else None
+        return self._json(rows[0][0], f"run metadata {key!r} of run {run_id}") if rows and rows[0][0] else None
 
     def put_meta(self, run_id: str, key: str, value: Any) -> None:
         text = _dumps(value, f"run metadata {key!r}")
@@ -1200,7 +1274,7 @@ class SqliteDeadLetterQueue:
     def get(self, entry_id: str) -> DeadLetter:
         rows = self.storage._query(f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE id = ?", (entry_id,))
         if not rows:
-            raise KeyError(
+            raise DeadLetterNotFoundError(
                 f"no dead letter {entry_id!r} in {str(self.storage.path)!r}; `dagexec dlq list` shows the entries"
             )
         return DeadLetter(*rows[0])
@@ -1208,6 +1282,28 @@ class SqliteDeadLetterQueue:
     def remove(self, entry_id: str) -> None:
         with self.storage._tx("remove a dead letter from") as conn:
             conn.execute("DELETE FROM dead_letters WHERE id = ?", (entry_id,))
+
+
+def _on_fresh_stack(loads: Callable[[str], Any], text: str, name: str, run_id: str) -> Any:
+    """Decode a deeply nested output in a thread of its own: the whole recursion limit is left for it."""
+    result: list[Any] = []
+    failed: list[BaseException] = []
+
+    def decode() -> None:
+        try:
+            result.append(loads(text))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+
+    thread = threading.Thread(target=decode, name="dagexec-decode")
+    thread.start()
+    thread.join()
+    if failed:
+        raise StateFileError(
+            f"the stored output of task {name!r} in run {run_id} cannot be decoded "
+            f"({type(failed[0]).__name__}: {failed[0]}); replay the task: dagexec resume {run_id} --replay {name}"
+        )
+    return result[0]
 
 
 def _dumps(value: Any, what: str) -> str:
@@ -1237,6 +1333,7 @@ def open_storage(config: Config, *, create: bool = True) -> SqliteStorage:
         serializer=config.getoption("serializer"),
         dag_file=str(config.dag_path.resolve()) if config.dag_path else None,
         create=create and config.getoption("create_state", True) is not False,
+        read_only=bool(config.getoption("read_only", False)),
     )
 
 
