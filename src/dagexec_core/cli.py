@@ -354,20 +354,21 @@ def _parse_known(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argp
 def _remembered_dag_file(known: argparse.Namespace, plugin_args: list[str]) -> Path | None:
     """The DAG file a stored run remembers, so its dagplugins.py can add flags to ``resume``.
 
-    This imports that dagplugins.py before the command runs: whatever check
-    decides that `resume` may import the remembered DAG file (DESIGN §6, the
-    state file is data) must gate this path too.
+    This imports that dagplugins.py before the command runs, so the same check
+    that lets `resume` import the remembered DAG file (DESIGN §6, the state
+    file is data) gates it: a file that changed, moved or appeared gives None,
+    and the command itself then refuses with the one-line error.
     """
     from .cli_runs import open_state
+    from .provenance import check_unchanged, recorded_code
 
     state_args = argparse.Namespace(state=getattr(known, "state", None), plugin_args=plugin_args)
     try:
-        with open_state(state_args) as (_, storage):
-            dag_file = storage.get_run(known.run_id).meta.get("dag_file")
+        with open_state(state_args, read_only=True) as (_, storage):
+            info = storage.get_run(known.run_id)
+            return check_unchanged(info, recorded_code(storage, info), "dagexec resume RUN_ID FILE")
     except DagexecError:
-        return None  # the command itself reports a missing state file or run
-    path = Path(dag_file) if dag_file else None
-    return path if path is not None and path.is_file() else None
+        return None  # the command itself reports a missing state file or run, or refuses changed code
 
 
 if __name__ == "__main__":  # pragma: no cover
