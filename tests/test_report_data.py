@@ -206,8 +206,11 @@ def first():
 
 @dag.task(deps=["first"])
 def hangs(first):
-    Path(__file__).with_name("hangs.started").write_text("1")
-    time.sleep(120)
+    marker = Path(__file__).with_name("hangs.started")
+    if not marker.exists():  # the first attempt hangs until the driver is killed; the resumed one returns
+        marker.write_text("1")
+        time.sleep(120)
+    return 2
 """
 
 
@@ -235,10 +238,11 @@ def test_an_attempt_cut_by_a_killed_driver_shows_as_interrupted_before_and_after
     assert doc["run"]["status"] == "crashed"
     hangs = doc["tasks"]["name"].index("hangs")
     assert kinds(doc["tasks"]["spans"][hangs])[-1] == "interrupted"
-    # the resume fails the task (its last attempt was cut): still drawn as cut short, not as a failure
+    # the resume runs the task again (a crash uses up no attempt): the cut attempt stays drawn as cut short
     resumed = subprocess.run([DAGEXEC, "resume", run_id, "-q"], cwd=tmp_path, capture_output=True, text=True)
-    assert resumed.returncode == 1, resumed.stderr
+    assert resumed.returncode == 0, resumed.stderr
     assert subprocess.run([DAGEXEC, "report", run_id, "-o", "resumed.html"], cwd=tmp_path).returncode == 0
     doc = page_document(tmp_path / "resumed.html")
-    assert doc["tasks"]["state"][hangs] == doc["states"].index("dead_lettered")
-    assert kinds(doc["tasks"]["spans"][hangs])[-1] == "interrupted"
+    assert doc["tasks"]["state"][hangs] == doc["states"].index("completed")
+    drawn = kinds(doc["tasks"]["spans"][hangs])
+    assert "interrupted" in drawn and drawn[-1] != "interrupted", drawn
