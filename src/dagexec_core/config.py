@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "durability": "normal",
     "grace_period": 10.0,
     "breaker_max_wait": 300.0,
+    # retry delays and breaker cooldowns read this clock (a test's VirtualClock); None: the real one
+    "clock": None,
 }
 
 ROOT_MARKERS = ("pyproject.toml", "setup.cfg", ".git")
