@@ -70,23 +70,33 @@ class VirtualClock:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> VirtualTimer:
         """Call ``callback(*args)`` on the running loop once the clock reaches now + ``delay``."""
-        loop = asyncio.get_running_loop()
         with self._lock:
-            if loop is not self._loop:  # a new run (a new loop): timers of an ended one never fire
-                self._loop = loop
-                self._timers.clear()
-                self._jump_pending = False
+            self._bind()
             timer = VirtualTimer(self._now + max(0.0, float(delay)), callback, args)
             self._seq += 1
             heapq.heappush(self._timers, (timer.when(), self._seq, timer))
         return timer
 
     def idle(self) -> None:
-        """Told by the engine: no body runs. With ``autojump``, move to the next timer (on the next loop turn)."""
-        if not self.autojump or self._jump_pending or self._loop is None or not self._live():
+        """Told by the engine: no body runs. With ``autojump``, move to the next timer on the next loop turn
+        (the engine may still set one, such as its breaker poll, before it waits)."""
+        if not self.autojump:
             return
-        self._jump_pending = True
-        self._loop.call_soon(self._jump)
+        with self._lock:
+            loop = self._bind()
+            if self._jump_pending:
+                return
+            self._jump_pending = True
+        loop.call_soon(self._jump)
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop (under ``_lock``); a new one means a new run: timers of an ended run never fire."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._timers.clear()
+            self._jump_pending = False
+        return loop
 
     # -- moving time ---------------------------------------------------------------
 
@@ -120,12 +130,6 @@ class VirtualClock:
                 loop.call_soon_threadsafe(self._fire_due)
             except RuntimeError:  # the loop closed meanwhile: its run is over
                 pass
-
-    def _live(self) -> bool:
-        with self._lock:
-            while self._timers and self._timers[0][2].cancelled():
-                heapq.heappop(self._timers)
-            return bool(self._timers)
 
     def _jump(self) -> None:
         self._jump_pending = False
