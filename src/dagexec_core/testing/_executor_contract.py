@@ -111,23 +111,25 @@ class ExecutorContract:
         check(value == kwargs, SUITE, "the body is called with submit()'s kwargs", f"it saw {value!r}")
 
     def _error(self, executor: Any, fn: Callable[..., Any], kind: str) -> None:
+        a = "an" if kind == "async" else "a"
+
         async def body(ex: Any) -> BaseException:
             fut = ex.submit(_task(fn), {"message": f"boom from a {kind} body"}, None)
             try:
                 value = await self.result(ex, fut, f"a failing {kind} body")
             except Exception as exc:  # noqa: BLE001 - the subject of the check
                 return exc
-            broken(SUITE, f"a {kind} body's exception fails the future", f"it returned {value!r}")
+            broken(SUITE, f"{a} {kind} body's exception fails the future", f"it returned {value!r}")
 
         exc = self.scenario(executor, body)
-        promise = f"a {kind} body's exception reaches the engine with its type and message"
+        promise = f"{a} {kind} body's exception reaches the engine with its type and message"
         check(isinstance(exc, _bodies.ContractBodyError), SUITE, promise, f"got {type(exc).__name__}: {exc}")
         check(f"boom from a {kind} body" in str(exc), SUITE, promise, f"message {str(exc)!r}")
         text = "".join(traceback.format_exception(exc))
         check(
             fn.__name__ in text,
             SUITE,
-            f"a {kind} body's error carries the body's traceback (the dead-letter entry shows it)",
+            f"{a} {kind} body's error carries the body's traceback (the dead-letter entry shows it)",
             f"the formatted error does not mention {fn.__name__!r}:\n{text}",
         )
 
@@ -271,7 +273,7 @@ class ExecutorContract:
         release = tmp_path / "release"
 
         async def body(ex: Any) -> Any:
-            ex.submit(_task(_bodies.wait_for_file), {"path": str(release), "within": 60.0}, None)
+            ex.submit(_task(_bodies.wait_for_file), {"path": str(release), "within": self.patience}, None)
             await poll_until(Path(str(release) + ".started").exists, self.patience, "the body's start", SUITE,
                              "a submitted sync body starts")
 

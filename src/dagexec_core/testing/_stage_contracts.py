@@ -238,11 +238,13 @@ class RetryPolicyContract:
               "next_delay(attempt, None) gives a delay or None", repr(delay))
 
     def test_the_engine_waits_its_delays_then_dead_letters(self, policy: Any, tmp_path: Path) -> None:
-        from .. import Dag, hookimpl, run
+        from .. import Dag, RunHandle, hookimpl, run
 
         clock = VirtualClock()
         waited: list[float] = []
         error = self.retryable_error()
+        handle = RunHandle()
+        calls: list[int] = []
 
         class Provides:
             @hookimpl
@@ -258,9 +260,14 @@ class RetryPolicyContract:
 
         @dag.task
         def always_fails() -> None:
+            calls.append(1)
+            if len(calls) > policy.max_attempts + 1:
+                handle.cancel(grace_period=0)  # a policy that never gives up: stop the run
             raise error
 
-        report = run(dag, state=str(tmp_path / "state.db"), plugins=[Provides()], clock=clock, signals=False)
+        report = run(
+            dag, state=str(tmp_path / "state.db"), plugins=[Provides()], clock=clock, handle=handle, signals=False
+        )
         attempts = report.records["always_fails"].attempts
         check(attempts == policy.max_attempts, RP, "the engine makes max_attempts attempts of a failing task",
               f"{attempts} attempts, max_attempts {policy.max_attempts}")
