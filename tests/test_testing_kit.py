@@ -209,3 +209,15 @@ def test_a_breaker_cooldown_passes_on_the_virtual_clock(pytester: pytest.Pyteste
         """,
     )
     pytester.runpytest_subprocess("-q").assert_outcomes(passed=1)
+
+
+def test_a_third_party_plugin_proves_its_executor_with_the_contract(pytester: pytest.Pytester) -> None:
+    """tests/plugin_dist's own tests, run from a folder of their own as its author runs them."""
+    import shutil
+    from pathlib import Path
+
+    source = Path(__file__).parent / "plugin_dist" / "tests" / "test_counting_executor_contract.py"
+    shutil.copy(source, pytester.path / source.name)
+    result = pytester.runpytest_subprocess("-q")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 14 and "failed" not in outcomes, outcomes

@@ -283,7 +283,9 @@ class ExecutorContract:
                 not Path(str(release) + ".finished").exists(),
                 SUITE,
                 "shutdown(cancel=True) returns without waiting for running bodies (a second Ctrl-C)",
-                "it waited until the body gave up",
+                "the body was waited for until it gave up; note that the event loop waits for the threads "
+                "of its default executor (run_in_executor(None, ...)) when it closes: run bodies in threads "
+                "of your own, daemon threads",
             )
         finally:
             release.write_text("go")
