@@ -8,7 +8,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-FLOW = '''
+FLOW = """
 from dagexec_core import Dag, RetryPolicy
 
 from helpers import double
@@ -39,12 +39,12 @@ async def load(transform, ctx):
 def flaky():
     attempts["flaky"] += 1
     raise ConnectionError("the service is down")
-'''
+"""
 
-HELPERS = '''
+HELPERS = """
 def double(rows):
     return [r * 2 for r in rows]
-'''
+"""
 
 
 def write_project(pytester: pytest.Pytester, tests: str) -> None:

@@ -167,7 +167,9 @@ def test_a_breaker_that_ignores_its_clock_fails(pytester: pytest.Pytester) -> No
         "probe_goes_through",
     )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*CircuitBreakerContract: broken promise: after its cooldown an open breaker is half_open*"])
+    result.stdout.fnmatch_lines(
+        ["*CircuitBreakerContract: broken promise: after its cooldown an open breaker is half_open*"]
+    )
 
 
 def test_a_breaker_that_never_opens_fails(pytester: pytest.Pytester) -> None:
@@ -219,7 +221,9 @@ def test_a_queue_that_ignores_the_run_fails(pytester: pytest.Pytester) -> None:
         """,
     )
     result.assert_outcomes(failed=1, passed=4)
-    result.stdout.fnmatch_lines(["*DeadLetterQueueContract: broken promise: list(run_id) gives that run's entries only*"])
+    result.stdout.fnmatch_lines(
+        ["*DeadLetterQueueContract: broken promise: list(run_id) gives that run's entries only*"]
+    )
 
 
 def test_a_policy_that_retries_past_max_attempts_fails(pytester: pytest.Pytester) -> None:

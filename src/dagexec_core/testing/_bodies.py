@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 #: Set in the context the contract hands ``submit``; a body reads it back.
 CONTRACT_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("dagexec_contract_var", default="unset")
 

@@ -171,10 +171,7 @@ def _arguments(dag: Dag, task: Task, ctx: TaskContext | None, upstream: Mapping[
         )
     serializer = JsonSerializer()
     # A dependent receives what the state file holds: the JSON round trip of each output.
-    values = {
-        d: _round_trip(serializer, d, v) if d in task.deps else v
-        for d, v in upstream.items()
-    }
+    values = {d: _round_trip(serializer, d, v) if d in task.deps else v for d, v in upstream.items()}
     kwargs = {d: values[d] for d in task.dep_params}
     kwargs.update(task.static_kwargs)
     for key in ("item", "index"):

@@ -79,7 +79,9 @@ class ExecutorContract:
 
     def test_declares_its_name_and_whether_it_enforces_timeouts(self, executor: Any) -> None:
         check(isinstance(executor, TaskExecutor), SUITE, "it has the TaskExecutor methods", f"{executor!r}")
-        check(isinstance(executor.name, str) and executor.name, SUITE, "name is a non-empty string", repr(executor.name))
+        check(
+            isinstance(executor.name, str) and executor.name, SUITE, "name is a non-empty string", repr(executor.name)
+        )
         check(
             isinstance(executor.enforces_timeout, bool),
             SUITE,
@@ -142,8 +144,11 @@ class ExecutorContract:
     def test_sync_bodies_run_at_the_same_time(self, executor: Any, tmp_path: Path) -> None:
         async def body(ex: Any) -> Any:
             futs = [
-                ex.submit(_task(_bodies.rendezvous, name=me), {"folder": str(tmp_path), "me": me, "other": other,
-                                                               "within": self.patience}, None)
+                ex.submit(
+                    _task(_bodies.rendezvous, name=me),
+                    {"folder": str(tmp_path), "me": me, "other": other, "within": self.patience},
+                    None,
+                )
                 for me, other in (("left", "right"), ("right", "left"))
             ]
             return await self.result(ex, asyncio.gather(*futs), "two sync bodies waiting for each other")
@@ -200,13 +205,23 @@ class ExecutorContract:
                 )
             # The engine abandons it: it cancels the future at the deadline. The executor must take that,
             # and the body finishing later must not disturb anything.
-            await poll_until(Path(str(release) + ".started").exists, self.patience, "the body's start", SUITE,
-                             "a submitted sync body starts")
+            await poll_until(
+                Path(str(release) + ".started").exists,
+                self.patience,
+                "the body's start",
+                SUITE,
+                "a submitted sync body starts",
+            )
             fut.cancel()
             release.write_text("go")
             if self.in_process:
-                await poll_until(Path(str(release) + ".finished").exists, self.patience, "the abandoned body's end",
-                                 SUITE, "an abandoned sync body is left to finish")
+                await poll_until(
+                    Path(str(release) + ".finished").exists,
+                    self.patience,
+                    "the abandoned body's end",
+                    SUITE,
+                    "an abandoned sync body is left to finish",
+                )
             after = await self.result(ex, ex.submit(_task(_bodies.add), {"a": 1, "b": 1}, None), "a body after")
             check(after == 2, SUITE, "the executor runs new bodies after one was abandoned", repr(after))
             return "abandoned"
@@ -227,14 +242,27 @@ class ExecutorContract:
                 except TaskTimeoutError:
                     pass
                 else:
-                    broken(SUITE, "an enforced timeout fails an overrunning async body with TaskTimeoutError",
-                           f"it returned {value!r}")
+                    broken(
+                        SUITE,
+                        "an enforced timeout fails an overrunning async body with TaskTimeoutError",
+                        f"it returned {value!r}",
+                    )
             else:
-                await poll_until(Path(str(marker) + ".started").exists, self.patience, "the body's start", SUITE,
-                                 "a submitted async body starts")
+                await poll_until(
+                    Path(str(marker) + ".started").exists,
+                    self.patience,
+                    "the body's start",
+                    SUITE,
+                    "a submitted async body starts",
+                )
                 fut.cancel()  # what the engine does at the deadline
-            await poll_until(marker.exists, self.patience, "the body's cancellation", SUITE,
-                             "an async body past its timeout is cancelled (it sees CancelledError)")
+            await poll_until(
+                marker.exists,
+                self.patience,
+                "the body's cancellation",
+                SUITE,
+                "an async body past its timeout is cancelled (it sees CancelledError)",
+            )
 
         self.scenario(executor, body)
 
@@ -243,11 +271,21 @@ class ExecutorContract:
 
         async def body(ex: Any) -> Any:
             fut = ex.submit(_task(_bodies.overrun_async), {"marker": str(marker)}, None)
-            await poll_until(Path(str(marker) + ".started").exists, self.patience, "the body's start", SUITE,
-                             "a submitted async body starts")
+            await poll_until(
+                Path(str(marker) + ".started").exists,
+                self.patience,
+                "the body's start",
+                SUITE,
+                "a submitted async body starts",
+            )
             fut.cancel()
-            await poll_until(marker.exists, self.patience, "the body's cancellation", SUITE,
-                             "cancelling the future of an async body cancels the body (run cancellation)")
+            await poll_until(
+                marker.exists,
+                self.patience,
+                "the body's cancellation",
+                SUITE,
+                "cancelling the future of an async body cancels the body (run cancellation)",
+            )
             check(fut.cancelled(), SUITE, "a cancelled future stays cancelled", repr(fut))
 
         self.scenario(executor, body)
@@ -257,8 +295,13 @@ class ExecutorContract:
 
         async def body(ex: Any) -> Any:
             fut = ex.submit(_task(_bodies.wait_for_file), {"path": str(release), "within": 60.0}, None)
-            await poll_until(Path(str(release) + ".started").exists, self.patience, "the body's start", SUITE,
-                             "a submitted sync body starts")
+            await poll_until(
+                Path(str(release) + ".started").exists,
+                self.patience,
+                "the body's start",
+                SUITE,
+                "a submitted sync body starts",
+            )
             fut.cancel()
             check(fut.cancelled(), SUITE, "the future of a running sync body can be cancelled", repr(fut))
             after = await self.result(ex, ex.submit(_task(_bodies.add), {"a": 1, "b": 2}, None), "a body after")
@@ -274,8 +317,13 @@ class ExecutorContract:
 
         async def body(ex: Any) -> Any:
             ex.submit(_task(_bodies.wait_for_file), {"path": str(release), "within": self.patience}, None)
-            await poll_until(Path(str(release) + ".started").exists, self.patience, "the body's start", SUITE,
-                             "a submitted sync body starts")
+            await poll_until(
+                Path(str(release) + ".started").exists,
+                self.patience,
+                "the body's start",
+                SUITE,
+                "a submitted sync body starts",
+            )
 
         try:
             self.scenario(executor, body)  # shuts down with cancel=True while the body runs

@@ -51,8 +51,12 @@ class DeadLetterQueueContract:
         got_id = dlq.push(entry)
         check(got_id == "e1", DLQ, "push returns the entry's id", repr(got_id))
         got = dlq.get("e1")
-        check(got == entry, DLQ, "get returns the entry as pushed, every field (traceback, trace id...)",
-              f"got {got!r}, pushed {entry!r}")
+        check(
+            got == entry,
+            DLQ,
+            "get returns the entry as pushed, every field (traceback, trace id...)",
+            f"got {got!r}, pushed {entry!r}",
+        )
 
     def test_list_in_push_order_and_by_run(self, dlq: Any) -> None:
         base = time.time()
@@ -122,8 +126,12 @@ class CircuitBreakerContract:
             breaker.record_failure(ConnectionError("down"))
 
     def test_starts_closed_and_allows(self, breaker: Any) -> None:
-        check(isinstance(breaker, CircuitBreaker), CB, "it has name, state, allow, record_success, record_failure",
-              repr(breaker))
+        check(
+            isinstance(breaker, CircuitBreaker),
+            CB,
+            "it has name, state, allow, record_success, record_failure",
+            repr(breaker),
+        )
         check(isinstance(breaker.name, str), CB, "name is a string (the breaker group)", repr(breaker.name))
         check(breaker.state == "closed", CB, "a fresh breaker is closed", repr(breaker.state))
         check(breaker.allow(), CB, "a closed breaker allows an attempt", "allow() returned False")
@@ -131,11 +139,19 @@ class CircuitBreakerContract:
     def test_failures_open_it_and_an_open_breaker_refuses(self, breaker: Any) -> None:
         for _ in range(self.failure_threshold - 1):
             breaker.record_failure(ConnectionError("down"))
-        check(breaker.state == "closed" and breaker.allow(), CB,
-              f"fewer than {self.failure_threshold} failures leave it closed", repr(breaker.state))
+        check(
+            breaker.state == "closed" and breaker.allow(),
+            CB,
+            f"fewer than {self.failure_threshold} failures leave it closed",
+            repr(breaker.state),
+        )
         breaker.record_failure(None)  # the engine may pass no error
-        check(breaker.state == "open", CB, f"{self.failure_threshold} consecutive failures open it",
-              f"state {breaker.state!r}")
+        check(
+            breaker.state == "open",
+            CB,
+            f"{self.failure_threshold} consecutive failures open it",
+            f"state {breaker.state!r}",
+        )
         check(not breaker.allow(), CB, "an open breaker refuses attempts", "allow() returned True")
 
     def test_successes_keep_it_closed(self, breaker: Any) -> None:
@@ -147,33 +163,53 @@ class CircuitBreakerContract:
     def test_it_stays_open_for_its_cooldown(self, breaker: Any, dagexec_clock: VirtualClock) -> None:
         self.trip(breaker)
         dagexec_clock.advance(self.cooldown * 0.5)
-        check(not breaker.allow() and breaker.state == "open", CB,
-              "an open breaker refuses until its cooldown has passed", f"state {breaker.state!r}")
+        check(
+            not breaker.allow() and breaker.state == "open",
+            CB,
+            "an open breaker refuses until its cooldown has passed",
+            f"state {breaker.state!r}",
+        )
 
     def test_after_the_cooldown_a_probe_goes_through(self, breaker: Any, dagexec_clock: VirtualClock) -> None:
         self.trip(breaker)
         dagexec_clock.advance(self.cooldown)
-        check(breaker.state == "half_open", CB, "after its cooldown an open breaker is half_open",
-              f"state {breaker.state!r} (does it read the clock it was given?)")
+        check(
+            breaker.state == "half_open",
+            CB,
+            "after its cooldown an open breaker is half_open",
+            f"state {breaker.state!r} (does it read the clock it was given?)",
+        )
         allowed = sum(1 for _ in range(self.probes + 2) if breaker.allow())
-        check(allowed == self.probes, CB, f"half_open lets {self.probes} probe(s) through at once",
-              f"it let {allowed} through")
+        check(
+            allowed == self.probes,
+            CB,
+            f"half_open lets {self.probes} probe(s) through at once",
+            f"it let {allowed} through",
+        )
 
     def test_a_successful_probe_closes_it(self, breaker: Any, dagexec_clock: VirtualClock) -> None:
         self.trip(breaker)
         dagexec_clock.advance(self.cooldown)
         check(breaker.allow(), CB, "a probe goes through after the cooldown", f"state {breaker.state!r}")
         breaker.record_success()
-        check(breaker.state == "closed" and breaker.allow(), CB, "a successful probe closes the breaker",
-              f"state {breaker.state!r}")
+        check(
+            breaker.state == "closed" and breaker.allow(),
+            CB,
+            "a successful probe closes the breaker",
+            f"state {breaker.state!r}",
+        )
 
     def test_a_failed_probe_opens_it_again(self, breaker: Any, dagexec_clock: VirtualClock) -> None:
         self.trip(breaker)
         dagexec_clock.advance(self.cooldown)
         check(breaker.allow(), CB, "a probe goes through after the cooldown", f"state {breaker.state!r}")
         breaker.record_failure(ConnectionError("still down"))
-        check(breaker.state == "open" and not breaker.allow(), CB,
-              "a failed probe opens the breaker again for a new cooldown", f"state {breaker.state!r}")
+        check(
+            breaker.state == "open" and not breaker.allow(),
+            CB,
+            "a failed probe opens the breaker again for a new cooldown",
+            f"state {breaker.state!r}",
+        )
         dagexec_clock.advance(self.cooldown)
         check(breaker.allow(), CB, "the new cooldown ends with another probe", f"state {breaker.state!r}")
 
@@ -207,26 +243,42 @@ class RetryPolicyContract:
     def test_max_attempts_is_a_whole_number_that_allows_a_retry(self, policy: Any) -> None:
         check(isinstance(policy, RetryPolicyLike), RP, "it has max_attempts and next_delay", repr(policy))
         n = policy.max_attempts
-        check(isinstance(n, int) and not isinstance(n, bool) and n >= 1, RP,
-              "max_attempts is a whole number >= 1 (a resume compares attempts made with it)", repr(n))
+        check(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1,
+            RP,
+            "max_attempts is a whole number >= 1 (a resume compares attempts made with it)",
+            repr(n),
+        )
         check(n >= 2, RP, "the contract needs a policy that retries", f"max_attempts is {n}: give it 2 or more")
 
     def test_retryable_failures_get_finite_delays_until_the_last_attempt(self, policy: Any) -> None:
         delays = []
         for attempt in range(1, policy.max_attempts):
             delay = policy.next_delay(attempt, self.retryable_error())
-            check(delay is not None, RP, "a retryable failure before the last attempt is retried",
-                  f"attempt {attempt} of {policy.max_attempts} got None")
-            check(isinstance(delay, (int, float)) and not isinstance(delay, bool) and math.isfinite(delay)
-                  and delay >= 0, RP, "a delay is a finite number of seconds >= 0", f"attempt {attempt}: {delay!r}")
+            check(
+                delay is not None,
+                RP,
+                "a retryable failure before the last attempt is retried",
+                f"attempt {attempt} of {policy.max_attempts} got None",
+            )
+            check(
+                isinstance(delay, (int, float)) and not isinstance(delay, bool) and math.isfinite(delay) and delay >= 0,
+                RP,
+                "a delay is a finite number of seconds >= 0",
+                f"attempt {attempt}: {delay!r}",
+            )
             delays.append(delay)
 
     def test_no_retry_at_or_past_max_attempts(self, policy: Any) -> None:
         n = policy.max_attempts
         for attempt in (n, n + 1, n + 10):
             delay = policy.next_delay(attempt, self.retryable_error())
-            check(delay is None, RP, "no attempt past max_attempts (a resume counts on it)",
-                  f"next_delay({attempt}) with max_attempts {n} gave {delay!r}")
+            check(
+                delay is None,
+                RP,
+                "no attempt past max_attempts (a resume counts on it)",
+                f"next_delay({attempt}) with max_attempts {n} gave {delay!r}",
+            )
 
     def test_an_error_saying_retryable_false_is_not_retried(self, policy: Any) -> None:
         delay = policy.next_delay(1, _NotRetryable("bad input"))
@@ -234,8 +286,12 @@ class RetryPolicyContract:
 
     def test_no_error_is_accepted(self, policy: Any) -> None:
         delay = policy.next_delay(1, None)
-        check(delay is None or (math.isfinite(delay) and delay >= 0), RP,
-              "next_delay(attempt, None) gives a delay or None", repr(delay))
+        check(
+            delay is None or (math.isfinite(delay) and delay >= 0),
+            RP,
+            "next_delay(attempt, None) gives a delay or None",
+            repr(delay),
+        )
 
     def test_the_engine_waits_its_delays_then_dead_letters(self, policy: Any, tmp_path: Path) -> None:
         from .. import Dag, RunHandle, hookimpl, run
@@ -269,9 +325,21 @@ class RetryPolicyContract:
             dag, state=str(tmp_path / "state.db"), plugins=[Provides()], clock=clock, handle=handle, signals=False
         )
         attempts = report.records["always_fails"].attempts
-        check(attempts == policy.max_attempts, RP, "the engine makes max_attempts attempts of a failing task",
-              f"{attempts} attempts, max_attempts {policy.max_attempts}")
-        check(report.records["always_fails"].state.value == "dead_lettered", RP,
-              "a task the policy gives up on is dead-lettered", report.records["always_fails"].state.value)
-        check(abs(clock.now - sum(waited)) < 1e-6, RP, "the engine waits each delay the policy gives",
-              f"the clock moved {clock.now}s for delays {waited}")
+        check(
+            attempts == policy.max_attempts,
+            RP,
+            "the engine makes max_attempts attempts of a failing task",
+            f"{attempts} attempts, max_attempts {policy.max_attempts}",
+        )
+        check(
+            report.records["always_fails"].state.value == "dead_lettered",
+            RP,
+            "a task the policy gives up on is dead-lettered",
+            report.records["always_fails"].state.value,
+        )
+        check(
+            abs(clock.now - sum(waited)) < 1e-6,
+            RP,
+            "the engine waits each delay the policy gives",
+            f"the clock moved {clock.now}s for delays {waited}",
+        )

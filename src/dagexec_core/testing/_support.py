@@ -34,9 +34,7 @@ def run_scenario(scenario: Callable[[], Coroutine[Any, Any, T]]) -> tuple[T, lis
     return asyncio.run(main()), errors
 
 
-async def poll_until(
-    condition: Callable[[], bool], within: float, what: str, suite: str, promise: str
-) -> None:
+async def poll_until(condition: Callable[[], bool], within: float, what: str, suite: str, promise: str) -> None:
     """Wait (polling, with a deadline) until ``condition()``; a broken promise past the deadline."""
     loop = asyncio.get_running_loop()
     end = loop.time() + within
