@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -214,10 +216,53 @@ def test_a_breaker_cooldown_passes_on_the_virtual_clock(pytester: pytest.Pyteste
 def test_a_third_party_plugin_proves_its_executor_with_the_contract(pytester: pytest.Pytester) -> None:
     """tests/plugin_dist's own tests, run from a folder of their own as its author runs them."""
     import shutil
-    from pathlib import Path
 
     source = Path(__file__).parent / "plugin_dist" / "tests" / "test_counting_executor_contract.py"
     shutil.copy(source, pytester.path / source.name)
     result = pytester.runpytest_subprocess("-q")
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) >= 14 and "failed" not in outcomes, outcomes
+
+
+def test_a_running_body_can_advance_the_clock_and_a_due_retry_fires(tmp_path: Path) -> None:
+    """Without autojump, time moves only when told: here by a body standing for a slow service."""
+    import threading
+
+    from dagexec_core import Dag, RetryPolicy, run
+    from dagexec_core.testing import VirtualClock
+
+    clock = VirtualClock(autojump=False)
+    retried = threading.Event()
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("down")
+        retried.set()
+        return "ok"
+
+    def slow() -> bool:
+        deadline = time.monotonic() + 30
+        while clock.pending == 0:  # the engine has set the retry's timer
+            assert time.monotonic() < deadline, "the retry timer was never set"
+            time.sleep(0.005)
+        clock.advance(10)
+        return retried.wait(30)
+
+    dag = Dag("advance")
+    dag.add("flaky", flaky, retry=RetryPolicy(max_attempts=2, backoff="fixed", base=10))
+    dag.add("slow", slow)
+    report = run(dag, state=str(tmp_path / "state.db"), clock=clock, signals=False)
+    assert report.ok and report.outputs == {"flaky": "ok", "slow": True}
+    assert clock.now == 10 and clock.jumps == []
+
+
+def test_a_clock_option_that_is_not_a_clock_is_refused(tmp_path: Path) -> None:
+    from dagexec_core import Dag, run
+    from dagexec_core.errors import UsageError
+
+    dag = Dag("x")
+    dag.add("a", lambda: 1)
+    with pytest.raises(UsageError, match="option clock must be a clock"):
+        run(dag, state=str(tmp_path / "state.db"), clock="fast", signals=False)
