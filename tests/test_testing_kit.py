@@ -266,3 +266,16 @@ def test_a_clock_option_that_is_not_a_clock_is_refused(tmp_path: Path) -> None:
     dag.add("a", lambda: 1)
     with pytest.raises(UsageError, match="option clock must be a clock"):
         run(dag, state=str(tmp_path / "state.db"), clock="fast", signals=False)
+
+
+def test_call_task_runs_one_element_of_a_map_and_checks_its_output() -> None:
+    from dagexec_core import Dag, OutputSerializationError
+    from dagexec_core.testing import call_task
+
+    dag = Dag("mapped")
+    dag.add("numbers", lambda: [1, 2, 3])
+    dag.map(lambda item, index: {"square": item * item, "at": index}, over="numbers", name="square")
+    dag.add("as_set", lambda numbers: set(numbers), deps=["numbers"])
+    assert call_task(dag, "square", item=3, index=2) == {"square": 9, "at": 2}
+    with pytest.raises(OutputSerializationError, match="'as_set' returned a builtins.set"):
+        call_task(dag, "as_set", numbers=[1, 2])
