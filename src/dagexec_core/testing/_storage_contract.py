@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ..errors import RunNotFoundError
+from ..errors import RunLockedError, RunNotFoundError
 from ..stages import DeadLetter, RunInfo, Storage
 from ..state import TaskState
 from ._support import broken, check
@@ -273,6 +273,34 @@ class StorageContract:
             self._check_resume(again, "from another instance (another process)")
         finally:
             again.close()
+
+    def test_a_run_being_driven_is_not_resumed_by_another(self, storage: Any) -> None:
+        storage.create_run(_info("r1"), NAMES, FINGERPRINT)
+        if not self.persistent:
+            check(
+                storage.persistent is False,
+                SUITE,
+                "a storage no other process can open says so",
+                repr(storage.persistent),
+            )
+            return
+        other = self.reopen(storage)
+        try:
+            try:
+                other.resume_run("r1")
+            except RunLockedError as exc:
+                check("r1" in str(exc), SUITE, "the refusal names the run", str(exc))
+            else:
+                broken(
+                    SUITE,
+                    "a run whose driver is alive is not resumed by another (RunLockedError)",
+                    "resume_run from a second instance succeeded while the first still drives the run",
+                )
+            storage.finish_run("r1", "crashed", time.time(), {})
+            info, _, _ = other.resume_run("r1")
+            check(info.run_id == "r1", SUITE, "once its driver let go, the run can be resumed", repr(info))
+        finally:
+            other.close()
 
     def test_add_tasks_adds_pending_tasks_and_keeps_known_ones(self, storage: Any) -> None:
         storage.create_run(_info("r1"), NAMES, FINGERPRINT)
