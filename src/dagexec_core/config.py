@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "dask_no_workers_timeout": 60.0,
     # without persistence, outputs still make their JSON round trip (docs/reliability.md)
     "check_outputs": True,
+    # retry delays and breaker cooldowns read this clock (a test's VirtualClock); None: the real one
+    "clock": None,
 }
 
 #: The ``DAGEXEC_*`` variables that are not options (they steer plugin loading);

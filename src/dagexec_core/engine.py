@@ -30,7 +30,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,7 +54,7 @@ from .errors import (
 from .outputs import IDENTITY_TYPES, JsonSerializer, Serializer, encode_output, output_error
 from .plugins import call_hook, hook_error
 from .retry import RetryPolicy
-from .stages import CircuitBreaker, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
+from .stages import CircuitBreaker, Clock, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
 from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
 
 log = logging.getLogger("dagexec")
@@ -494,6 +494,7 @@ class Run:
     async def execute(self) -> RunReport:
         self.loop = asyncio.get_running_loop()
         self.wakeup = asyncio.Event()
+        self._resolve_clock()
         self._resolve_stages()
         if self.handle is not None:
             self.handle._bind(self, self.loop)
@@ -569,11 +570,12 @@ class Run:
             wakeup.clear()
             if self.done_queue:
                 continue
+            if self.clock is not None and self.running <= 0:
+                self.clock.idle()  # no body runs: a test's virtual clock moves on to its next timer
             if self.breaker_waiting:
-                try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=self._breaker_poll())
-                except TimeoutError:
-                    pass
+                poll = self.call_later(self._breaker_poll(), self._wake)
+                await wakeup.wait()
+                poll.cancel()
                 self._recheck_breakers()
             else:
                 self.waiting = True  # steps may now be taken in done-callbacks (`_step_now`)
@@ -748,7 +750,7 @@ class Run:
                 self._emit_event("dagexec_task_retrying", run=self, task=task, attempt=attempt, error=exc, delay=delay)
             log.info("task %r attempt %d failed (%s); retrying in %.3gs", task.name, attempt, self.errors[i], delay)
             self.timers += 1
-            self.retry_handles[i] = self.loop.call_later(delay, self._requeue, i)
+            self.retry_handles[i] = self.call_later(delay, self._requeue, i)
             return
         self._fail(i, exc)
 
@@ -1026,8 +1028,8 @@ class Run:
         if breaker.allow():
             self.breaker_waiting.pop(i, None)
             return True
-        since = self.breaker_waiting.setdefault(i, time.monotonic())
-        if time.monotonic() - since > self.breaker_max_wait:
+        since = self.breaker_waiting.setdefault(i, self.monotonic())
+        if self.monotonic() - since > self.breaker_max_wait:
             # The attempt is refused, not made: attempts stay as they are.
             self.breaker_waiting.pop(i, None)
             self.started[i] = time.time()
@@ -1051,6 +1053,20 @@ class Run:
                 self._push_ready(i)
 
     # -- stages ----------------------------------------------------------------
+
+    def _resolve_clock(self) -> None:
+        """The clock of retry delays, breaker cooldowns and breaker waits: the loop's, or the ``clock``
+        option's (a test's `dagexec_core.testing.VirtualClock`). Per-attempt timeouts and the cancel
+        grace period always run on the loop's real clock."""
+        clock = self.config.getoption("clock")
+        if clock is not None and not isinstance(clock, Clock):
+            raise UsageError(
+                f"option clock must be a clock (monotonic, call_later, idle), such as "
+                f"dagexec_core.testing.VirtualClock, not {clock!r}"
+            )
+        self.clock: Clock | None = clock
+        self.monotonic: Callable[[], float] = time.monotonic if clock is None else clock.monotonic
+        self.call_later: Callable[..., Any] = self.loop.call_later if clock is None else clock.call_later
 
     def _resolve_stages(self) -> None:
         pm, config = self.pm, self.config

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
@@ -200,6 +200,26 @@ class CircuitBreaker(Protocol):
     def record_success(self) -> None: ...
 
     def record_failure(self, error: BaseException | None) -> None: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The time that retry delays, breaker cooldowns and breaker waits are measured in (option ``clock``).
+
+    Without one the engine uses the event loop's timers and `time.monotonic`.
+    `dagexec_core.testing.VirtualClock` is one whose time moves only when a
+    test advances it or the run has nothing else to do.
+    """
+
+    def monotonic(self) -> float:
+        """Seconds, never going back."""
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any:
+        """Call ``callback(*args)`` on the running loop ``delay`` seconds from now; returns a handle with
+        ``cancel()``. Called on the loop's thread."""
+
+    def idle(self) -> None:
+        """The run has nothing to do until a timer of this clock fires (no task body is running)."""
 
 
 @attrs.frozen

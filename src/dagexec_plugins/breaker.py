@@ -244,7 +244,13 @@ class Plugin:
         def on_change(**kwargs: Any) -> None:
             call_hook(pm, "dagexec_breaker_state_changed", **kwargs)
 
-        breaker = Breaker(name, BreakerSettings.for_group(name, config), on_change=on_change)
+        clock = config.getoption("clock")  # a test's virtual clock: cooldowns pass without waiting
+        breaker = Breaker(
+            name,
+            BreakerSettings.for_group(name, config),
+            on_change=on_change,
+            clock=time.monotonic if clock is None else clock.monotonic,
+        )
         if run is not None:
             storage, run_id, key = run.storage, run.run_id, f"breaker:{name}"
             if run.resumed_from:

@@ -45,7 +45,7 @@ class MemoryStorage:
     def add_tasks(self, run_id: str, task_names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> None:
         for n in task_names:
             self.records[run_id].setdefault(n, TaskRecord(n))
-            self.fingerprints[run_id][n] = list(deps.get(n, ()))
+            self.fingerprints[run_id].setdefault(n, list(deps.get(n, ())))  # a known task keeps its first deps
 
     def write(self, run_id: str, rows: Sequence[RecordRow]) -> None:
         recs = self.records[run_id]

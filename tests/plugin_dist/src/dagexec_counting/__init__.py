@@ -11,9 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 from typing import Any
 
 from dagexec_core import hookimpl
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 class CountingExecutor:
@@ -41,8 +52,25 @@ class CountingExecutor:
         self._log(task.name)
         if task.is_async:
             return self.loop.create_task(task.fn(**kwargs), context=context)
-        ctx = context or contextvars.copy_context()
-        return self.loop.run_in_executor(None, functools.partial(ctx.run, task.fn, **kwargs))
+        # A daemon thread per body, not the loop's default executor: the loop waits for that one's
+        # threads when it closes, so a body abandoned past its timeout would hold up the end of the run
+        # (the executor contract of dagexec.testing caught it).
+        loop = self.loop
+        fut: asyncio.Future[Any] = loop.create_future()
+        call = functools.partial((context or contextvars.copy_context()).run, task.fn, **kwargs)
+
+        def work() -> None:
+            try:
+                outcome: tuple[Any, ...] = (_resolve, fut, call())
+            except BaseException as exc:  # noqa: BLE001 - handed to the engine
+                outcome = (_fail, fut, exc)
+            try:
+                loop.call_soon_threadsafe(*outcome)
+            except RuntimeError:  # the loop is closed: the run is over
+                pass
+
+        threading.Thread(target=work, name=f"counting-{task.name}", daemon=True).start()
+        return fut
 
     def shutdown(self, cancel: bool = False) -> None:
         pass
