@@ -207,3 +207,14 @@ def test_every_add_option_lands_in_its_own_field() -> None:
         assert getattr(task, field.name) == getattr(direct, field.name), field.name
     for name, value in options.items():
         assert getattr(task, name) == value, name
+
+
+def test_retry_given_as_a_number_is_the_same_policy_for_every_task() -> None:
+    dag = Dag("d")
+    a = dag.add("a", noop, retry=3)
+    b = dag.add("b", noop, retry=3)
+    c = dag.add("c", noop, retry=2)
+    assert a.retry == RetryPolicy(max_attempts=3) and a.retry is b.retry
+    assert c.max_attempts == 2
+    with pytest.raises(TaskDefinitionError, match="retry= takes a RetryPolicy"):
+        dag.add("d", noop, retry=True)  # type: ignore[arg-type]
