@@ -189,6 +189,10 @@ def cold_runs(env: dict[str, str], n: int, repeat: int, log: Callable[[str], Non
                 "dagexec run --no-persist": lambda: spawn(
                     [str(BIN / "dagexec"), "run", flow, "--no-persist", "-q"], e, d
                 ),
+                # what a run costs without importing sqlite_utils (and pandas): the sqlite plugin blocked
+                "dagexec run --no-persist -p no:sqlite": lambda: spawn(
+                    [str(BIN / "dagexec"), "run", flow, "--no-persist", "-p", "no:sqlite", "-q"], e, d
+                ),
                 "floor + sqlite normal": lambda: spawn([sys.executable, floor], {**e, "BENCH_DURABILITY": "normal"}, d),
                 "dagexec run --state (normal)": dagexec_normal,
             },
@@ -196,6 +200,7 @@ def cold_runs(env: dict[str, str], n: int, repeat: int, log: Callable[[str], Non
         )
     for mode, floor_key, key in (
         ("off", "floor", "dagexec run --no-persist"),
+        ("off, -p no:sqlite", "floor", "dagexec run --no-persist -p no:sqlite"),
         ("normal", "floor + sqlite normal", "dagexec run --state (normal)"),
     ):
         subject, base = _best(got[key]), _best(got[floor_key])
@@ -205,7 +210,9 @@ def cold_runs(env: dict[str, str], n: int, repeat: int, log: Callable[[str], Non
                 "shape": "layered",
                 "n": n,
                 "mode": mode,
-                "command": f"dagexec run flow.py {'--no-persist' if mode == 'off' else '--state FILE'} -q",
+                "command": "dagexec run flow.py "
+                + {"off": "--no-persist", "normal": "--state FILE"}.get(mode, "--no-persist -p no:sqlite")
+                + " -q",
                 **subject,
                 "floor": base,
                 "ratio": round(subject["best_s"] / base["best_s"], 2),

@@ -64,7 +64,7 @@ def render_cold(cold: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in cold.get("runs", []):
-        floor = "bare loop" if r["mode"] == "off" else "bare loop + SQLite"
+        floor = "bare loop + SQLite" if r["mode"] == "normal" else "bare loop"
         lines.append(
             f"| `{r['command']}` against the {floor} script | {r['n']:,} | {r['best_s'] * 1000:.0f} ms "
             f"| {r['floor']['best_s'] * 1000:.0f} ms | {fmt(r['ratio'], 2)} | {fmt(r['rss_mb'])} / {fmt(r['floor']['rss_mb'])} |"
