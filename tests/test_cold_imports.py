@@ -124,3 +124,18 @@ def test_the_help_still_lists_every_command(tmp_path: Path) -> None:
     for command in ("run", "validate", "graph", "plugins", "resume", "runs", "show", "dlq", "emit", "report"):
         assert f"    {command}" in proc.stdout, command
     assert textwrap.dedent(proc.stdout).startswith("usage: dagexec")
+
+
+def test_every_public_name_and_submodule_is_reachable_from_the_package(tmp_path: Path) -> None:
+    """The names are imported on first use; a fresh interpreter still reaches each one, and the submodules."""
+    script = (
+        "import dagexec_core\n"
+        "missing = [n for n in dagexec_core.__all__ if getattr(dagexec_core, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "assert dagexec_core.state.TRANSITIONS and dagexec_core.plugins.DEFAULT_PLUGINS\n"
+        "assert not hasattr(dagexec_core, 'no_such_name')\n"
+        "from dagexec_core import *  # noqa: F403\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

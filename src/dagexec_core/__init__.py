@@ -9,6 +9,7 @@ always. Errors are imported at once: they are small and every module needs them.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -66,6 +67,10 @@ _LAZY: dict[str, str] = {
 def __getattr__(name: str) -> Any:
     where = _LAZY.get(name)
     if where is None:
+        # `import dagexec_core; dagexec_core.state.TRANSITIONS` worked when this module imported
+        # every submodule: it still does.
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f".{name}", __name__)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(where, __name__)
     value = module if where == f".{name}" else getattr(module, name)
