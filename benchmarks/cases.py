@@ -278,3 +278,34 @@ def resume(n: int, concurrency: int, state: str, run_id: str) -> dict[str, Any]:
 
 
 DRIVERS = {"floor": floor, "dagexec": dagexec, "dask": dask, "resume_prepare": resume_prepare, "resume": resume}
+
+
+# -- definition ------------------------------------------------------------
+
+
+def define(n: int, shape: str = "layered") -> dict[str, Any]:
+    """``import dagexec_core``, ``dag.add`` per task and ``dag.validate()`` in this fresh process."""
+    t0 = time.perf_counter()
+    from dagexec_core import Dag
+
+    import_s = time.perf_counter() - t0
+    graph = shapes.build(shape, n)
+    root, body = shapes.bodies("async")
+    dag = Dag(f"bench-{shape}")
+    t1 = time.perf_counter()
+    for task, deps in graph.items():
+        dag.add(task, body if deps else root, deps=deps)
+    t2 = time.perf_counter()
+    dag.validate()
+    t3 = time.perf_counter()
+    return {
+        "n": n,
+        "shape": shape,
+        "import_ms": round(import_s * 1000, 1),
+        "add_s": t2 - t1,
+        "validate_s": t3 - t2,
+        "rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+DRIVERS["define"] = define

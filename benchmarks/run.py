@@ -3,6 +3,7 @@
     python benchmarks/run.py [--shapes chain,wide,layered] [--n 1000,10000,100000]
         [--kinds async,sync] [--modes off,normal,durable,trace,dask] [--repeat K]
         [--concurrency C] [--dask-cluster] [--out FILE]
+        [--cold/--no-cold] [--matrix/--no-matrix] [--cold-n N] [--define-n N] [--big-n N] [--cli-repeat K]
 
 Prints one JSON document on stdout (progress goes to stderr). Each sample
 runs in a fresh interpreter so its peak RSS is its own; samples of the floor
@@ -28,6 +29,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+import cold  # noqa: E402
 
 MODES = ("off", "normal", "durable", "trace", "dask")
 PERSISTENT = ("normal", "durable")
@@ -77,6 +80,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the resume benchmark (needs the sqlite storage plugin)",
     )
     p.add_argument("--resume-n", type=int, default=RSS_N)
+    p.add_argument(
+        "--matrix",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the in-process figures (shapes x N x kinds x modes, the RSS case, resume); --no-matrix for --cold alone",
+    )
+    p.add_argument(
+        "--cold",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fresh processes timed from outside: dagexec run, dag.add, --version/--help, dagexec resume, a big run",
+    )
+    p.add_argument("--cold-n", type=int, default=TARGET_N, help="tasks of the cold dagexec run (default 10000)")
+    p.add_argument("--define-n", type=int, default=RSS_N, help="tasks of the dag.add figure (default 100000)")
+    p.add_argument("--big-n", type=int, default=1_000_000, help="tasks of the big run, persistence off (0: none)")
+    p.add_argument("--cli-repeat", type=int, default=10, help="samples of each CLI start figure (default 10)")
     p.add_argument(
         "--autoload",
         action="store_true",
@@ -302,6 +321,34 @@ def run_resume(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
     }
 
 
+def run_cold(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
+    """The figures of `cold.py`: fresh processes timed from outside, each beside its floor."""
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    out: dict[str, Any] = {"runs": cold.cold_runs(sample.env, args.cold_n, args.repeat, log)}
+    print(f"define layered N={args.define_n}", file=sys.stderr, flush=True)
+    defs = [sample({"driver": "define", "n": args.define_n}) for _ in range(args.repeat)]
+    good = [d for d in defs if "add_s" in d]
+    if good:
+        best = min(good, key=lambda d: d["add_s"])
+        out["define"] = {
+            "n": args.define_n,
+            "add_us_per_task": round(best["add_s"] / args.define_n * 1e6, 2),
+            "samples_add_us": sorted(round(d["add_s"] / args.define_n * 1e6, 2) for d in good),
+            "validate_s": round(min(d["validate_s"] for d in good), 3),
+            "import_ms": min(d["import_ms"] for d in good),
+        }
+    else:
+        out["define"] = defs[0]
+    out["cli"] = cold.cli_start(sample.env, args.cli_repeat, log)
+    out["resume"] = cold.cli_resume(sample.env, args.resume_n, args.repeat, log)
+    if args.big_n:
+        out["big"] = cold.big_run(sample.env, args.big_n, 1, log)
+    return out
+
+
 def targets(results: list[dict[str, Any]], resume: dict[str, Any] | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
@@ -393,20 +440,25 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"meta": meta(args, argv)}
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
-    for shape in args.shapes:
-        for n in args.n:
-            for kind in args.kinds:
-                results.extend(run_group(args, sample, shape, n, kind, args.modes))
-    matrix_has_rss = any(r["n"] == RSS_N and r["shape"] == "layered" and r["mode"] == "off" for r in results)
-    if args.rss_case and not matrix_has_rss:
-        results.extend(run_group(args, sample, "layered", RSS_N, "async", ["off"]))
-    resume = run_resume(args, sample) if args.resume else None
+    resume = None
+    if args.matrix:
+        for shape in args.shapes:
+            for n in args.n:
+                for kind in args.kinds:
+                    results.extend(run_group(args, sample, shape, n, kind, args.modes))
+        matrix_has_rss = any(r["n"] == RSS_N and r["shape"] == "layered" and r["mode"] == "off" for r in results)
+        if args.rss_case and not matrix_has_rss:
+            results.extend(run_group(args, sample, "layered", RSS_N, "async", ["off"]))
+        resume = run_resume(args, sample) if args.resume else None
     add_deltas(results)
     doc["results"] = results
     doc["resume"] = resume
     doc["targets"] = targets(results, resume)
     if args.dask_cluster:
         doc["dask_cluster"] = run_dask_cluster(args)
+    if args.cold:
+        doc["cold"] = run_cold(args, sample)
+        doc["targets"] += cold.targets(doc["cold"])
     doc["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["meta"]["wall_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(doc, indent=2)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
+import attrs
 import pytest
 
 from dagexec_core import (
@@ -12,6 +16,7 @@ from dagexec_core import (
     RetryPolicy,
     SelfDependencyError,
 )
+from dagexec_core.dag import Task, call_facts
 from dagexec_core.errors import TaskDefinitionError
 
 
@@ -107,3 +112,109 @@ def test_ctx_and_dependency_parameters_are_detected() -> None:
 
     task = dag.add("c", body, deps=["a", "b"])
     assert task.is_async and task.wants_ctx and task.dep_params == ("a",)
+
+
+def _wrapped(fn):  # type: ignore[no-untyped-def]
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+class _Callable:
+    def __call__(self, a: int, ctx: object) -> None:
+        return None
+
+    def method(self, b: int, /, *rest: int, ctx: object = None) -> None:
+        return None
+
+
+def _positional(a: int, /, b: int, *args: int, c: int, **kwargs: int) -> None:
+    return None
+
+
+async def _coroutine(extract: object, *, ctx: object) -> None:
+    return None
+
+
+def _with_signature() -> None:
+    return None
+
+
+_with_signature.__signature__ = inspect.signature(_positional)  # type: ignore[attr-defined]
+
+
+def _marked(x: int) -> None:
+    return None
+
+
+_marked.note = "an attribute set on the function"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        noop,
+        _positional,
+        _coroutine,
+        lambda a, b=2, *c, d, **e: None,
+        _wrapped(_coroutine),
+        _wrapped(_positional),
+        functools.partial(_positional, 1),
+        _Callable(),
+        _Callable().method,
+        _with_signature,
+        _marked,
+        len,
+        dict,
+    ],
+    ids=repr,
+)
+def test_call_facts_read_from_the_code_agree_with_inspect(fn: object) -> None:
+    """What `Dag.add` reads of a function (fast for plain functions) is what `inspect` says."""
+    try:
+        params = inspect.signature(fn).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    is_async, names, var_kw = call_facts(fn)  # type: ignore[arg-type]
+    assert is_async == inspect.iscoroutinefunction(fn)
+    assert set(names) == set(params)
+    assert var_kw == any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def test_every_add_option_lands_in_its_own_field() -> None:
+    """`Dag.add` builds the task positionally, for speed: each option must reach the field of its name."""
+    dag = Dag("d")
+    dag.add("up", noop)
+    dag.add("down", noop, deps=["up"])
+    options = {
+        "deps": ("up",),
+        "priority": 7,
+        "retry": RetryPolicy(max_attempts=4),
+        "timeout": 2.5,
+        "tags": frozenset({"io"}),
+        "breaker": "db",
+        "trigger": "all_done",
+        "static_kwargs": {"k": 1},
+        "map_over": "up",
+        "branches": ("down",),
+        "resumable": True,
+    }
+    task = dag.add("t", noop, **options)  # type: ignore[arg-type]
+    direct = Task(name="t", fn=noop, **options)  # type: ignore[arg-type]
+    for field in attrs.fields(Task):
+        assert getattr(task, field.name) == getattr(direct, field.name), field.name
+    for name, value in options.items():
+        assert getattr(task, name) == value, name
+
+
+def test_retry_given_as_a_number_is_the_same_policy_for_every_task() -> None:
+    dag = Dag("d")
+    a = dag.add("a", noop, retry=3)
+    b = dag.add("b", noop, retry=3)
+    c = dag.add("c", noop, retry=2)
+    assert a.retry == RetryPolicy(max_attempts=3) and a.retry is b.retry
+    assert c.max_attempts == 2
+    with pytest.raises(TaskDefinitionError, match="retry= takes a RetryPolicy"):
+        dag.add("d", noop, retry=True)  # type: ignore[arg-type]

@@ -10,11 +10,10 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .cli_common import (
@@ -29,13 +28,15 @@ from .cli_common import (
     run_options,
     split_target,
 )
-from .config import Config
-from .dag import Dag
-from .engine import run as run_dag
 from .errors import NOT_FOUND_ERRORS, DagexecError, DagValidationError, PluginError, UsageError
-from .plugins import PluginManager, build_plugin_manager
 
-log = logging.getLogger("dagexec")
+if TYPE_CHECKING:
+    from .dag import Dag
+    from .plugins import PluginManager
+
+# `dagexec --version` and `--help` build the parser and nothing else: the engine,
+# pluggy, attrs and the plugins are imported by the commands that use them
+# (tests/test_cold_imports.py checks it).
 
 
 # ---------------------------------------------------------------------------
@@ -122,6 +123,9 @@ COMMANDS.append(_stored_run_commands)
 
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -> int:
+    from .config import Config
+    from .engine import run as run_dag
+
     config = Config(pm, run_options(args), dag_path=path, defaults=CLI_DEFAULTS)
     if config.getoption("persist") is False:
         config.options["state"] = ":memory:"
@@ -282,6 +286,8 @@ NEEDS_DAG = {"run", "validate", "graph"}
 
 
 def _setup_logging(verbose: int, quiet: int) -> None:
+    import logging
+
     level = logging.WARNING - 10 * verbose + 10 * quiet
     logging.basicConfig(
         level=max(logging.DEBUG, level), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -322,6 +328,8 @@ def _main(argv: list[str]) -> int:
     plugin_args = getattr(known, "plugin_args", None) or [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-p"]
     if known is not None and known.command == "resume" and dag_path is None:
         dag_path = _remembered_dag_file(known, plugin_args)
+    from .plugins import build_plugin_manager
+
     pm = build_plugin_manager(
         plugin_args=plugin_args,
         dag_path=dag_path if dag_path and dag_path.is_file() else None,

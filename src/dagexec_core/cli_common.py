@@ -15,11 +15,15 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .dag import Dag
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    import pluggy
+
+    from .dag import Dag
+    from .engine import RunReport
     from .plugins import PluginManager
+    from .stages import Storage
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -37,6 +41,8 @@ def split_target(target: str) -> tuple[Path, str | None]:
 
 def load_dags(path: Path) -> dict[str, Dag]:
     """Import ``path`` and return the `Dag` objects it defines, by DAG name."""
+    from .dag import Dag
+
     if not path.is_file():
         raise UsageError(f"DAG file {str(path)!r} not found; pass the path of a .py file that defines a Dag")
     modname = f"dagexec_dagfile_{path.stem}"
@@ -179,3 +185,40 @@ def report_json(report: Any) -> dict[str, Any]:
         "metrics": report.metrics,
         "tasks": {n: r.to_dict() for n, r in report.records.items()},
     }
+
+
+# ---------------------------------------------------------------------------
+# the heavy parts, imported by the command that needs them
+# ---------------------------------------------------------------------------
+# Every command's parser is built on each call (`dagexec --help` lists them all),
+# so the modules that define commands import these names, not the engine,
+# pluggy or the patterns behind them: `dagexec --version` stays an interpreter's
+# start and argparse.
+
+
+def run_dag(dag: Dag, **kwargs: Any) -> RunReport:
+    """`dagexec_core.run`, imported on the first call."""
+    from .engine import run
+
+    return run(dag, **kwargs)
+
+
+def build_plugin_manager(**kwargs: Any) -> PluginManager:
+    """`dagexec_core.plugins.build_plugin_manager`, imported on the first call."""
+    from .plugins import build_plugin_manager as build
+
+    return build(**kwargs)
+
+
+def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> Any:
+    """`dagexec_core.plugins.call_hook`, imported on the first call."""
+    from .plugins import call_hook as call
+
+    return call(pm, name, **kwargs)
+
+
+def recorded_branches(storage: Storage, run_id: str) -> dict[str, Any]:
+    """`dagexec_core.patterns.recorded_branches`, imported on the first call."""
+    from .patterns import recorded_branches as read
+
+    return read(storage, run_id)

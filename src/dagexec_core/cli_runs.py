@@ -15,18 +15,30 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cli_common import CLI_DEFAULTS, add_plugin_options, add_run_options, load_dags, pick_dag, report_exit, run_options
+# The engine, pluggy and patterns through cli_common, imported when a command runs (see there).
+from .cli_common import (
+    CLI_DEFAULTS,
+    add_plugin_options,
+    add_run_options,
+    build_plugin_manager,
+    call_hook,
+    load_dags,
+    pick_dag,
+    recorded_branches,
+    report_exit,
+    run_dag,
+    run_options,
+)
 from .config import Config
-from .dag import Dag
-from .engine import run as run_dag
 from .errors import PluginError, RunNotFoundError, UsageError
-from .patterns import recorded_branches
-from .plugins import PluginManager, build_plugin_manager, call_hook
-from .provenance import check_unchanged, recorded_code
-from .stages import DeadLetter, DeadLetterQueue, RunInfo, Storage
-from .state import TaskRecord
+
+if TYPE_CHECKING:
+    from .dag import Dag
+    from .plugins import PluginManager
+    from .stages import DeadLetter, DeadLetterQueue, RunInfo, Storage
+    from .state import TaskRecord
 
 EXIT_OK, EXIT_FAILED = 0, 1
 #: Parsed arguments of these commands that are not run options.
@@ -169,6 +181,8 @@ def _continue(
 ) -> tuple[int, Any]:
     """Resume ``run_id``. Without ``target`` the file the run remembers is imported only when it is unchanged
     (`provenance`); ``name_it`` is the command line that names the file instead, for the refusal."""
+    from .provenance import check_unchanged, recorded_code  # imports pluggy: not at CLI start
+
     with open_state(args) as (_, storage):
         info = storage.get_run(run_id)
         recorded = recorded_code(storage, info) if target is None else None

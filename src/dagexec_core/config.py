@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import difflib
-import inspect
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +73,8 @@ def read_pyproject(rootdir: Path) -> dict[str, Any]:
     path = rootdir / "pyproject.toml"
     if not path.is_file():
         return {}
+    import tomllib  # here, not at the top: `dagexec --version` builds the parser that imports this module
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -97,6 +96,8 @@ def plugin_options(pm: pluggy.PluginManager) -> dict[str, argparse.Action]:
 
 def run_parameters() -> set[str]:
     """The keyword parameters of `run()` and `arun()` that carry options (``state``, ``concurrency``...)."""
+    import inspect
+
     from .engine import arun, run
 
     names: set[str] = set()
@@ -109,6 +110,8 @@ def run_parameters() -> set[str]:
 
 def did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
     """`` (did you mean 'concurrency'?)`` for the closest known name, or nothing."""
+    import difflib
+
     close = difflib.get_close_matches(name, sorted(known), n=1)
     if not close:
         return ""
@@ -141,6 +144,8 @@ def env_options(known: Mapping[str, argparse.Action | None], environ: Mapping[st
             except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
                 raise UsageError(f"environment variable {var}={raw!r} is not a valid {name}: {exc}") from None
             continue
+        import tomllib
+
         try:
             found[name] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:

@@ -32,14 +32,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics
-
 from dagexec_core import __version__, hookimpl
 from dagexec_core.errors import UsageError
 from dagexec_core.state import TaskState
 
 if TYPE_CHECKING:
     import argparse
+
+    from opentelemetry import metrics
 
     from dagexec_core.config import Config
     from dagexec_core.dag import Task
@@ -140,18 +140,22 @@ class MetricEvents:
     # -- collection (a reader's thread) ----------------------------------------
 
     def _observer(self, name: str) -> Any:
+        from opentelemetry.metrics import Observation  # metrics are on: OpenTelemetry is imported already
+
         counts = self.counts[name]
 
         def observe(options: metrics.CallbackOptions) -> list[metrics.Observation]:
             return [
-                metrics.Observation(n, {"cicd.pipeline.name": dag, "cicd.pipeline.task.name": task})
+                Observation(n, {"cicd.pipeline.name": dag, "cicd.pipeline.task.name": task})
                 for (dag, task), n in list(counts.items())
             ]
 
         return observe
 
     def _observe_active(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
-        return [metrics.Observation(n, {"cicd.pipeline.name": dag}) for dag, n in list(self.active.items())]
+        from opentelemetry.metrics import Observation
+
+        return [Observation(n, {"cicd.pipeline.name": dag}) for dag, n in list(self.active.items())]
 
     # -- events (the event loop) -------------------------------------------------
 

@@ -10,8 +10,9 @@ Tracing is on when one of these is given, in this order:
   ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` set; ``OTEL_SDK_DISABLED=true``
   turns it off.
 
-When it is off, the event hooks below are not registered at all, so the
-engine does not call them: tracing off costs nothing per task.
+When it is off, the event hooks (`tracing_events.TraceEvents`) are not
+registered at all, so the engine does not call them, and OpenTelemetry is not
+imported: tracing off costs nothing per task and nothing at start.
 
 Spans follow the OpenTelemetry CI/CD conventions: the run is a pipeline run
 (``RUN <dag>``, kind SERVER, ``cicd.pipeline.*``), each task a pipeline task
@@ -26,13 +27,8 @@ import contextlib
 import contextvars
 import os
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from dagexec_core import __version__, hookimpl
 from dagexec_core.errors import UsageError
@@ -44,10 +40,11 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
     from dagexec_core.config import Config
-    from dagexec_core.dag import Task
-    from dagexec_core.engine import Run, RunReport
-    from dagexec_core.stages import DeadLetter
-    from dagexec_core.state import TaskRecord
+
+    from .tracing_events import TraceEvents
+
+# OpenTelemetry is imported when tracing is on (`tracing_events`, the SDK), or
+# when a carrier crosses a process: a run with tracing off does not import it.
 
 EXPORTERS = ("otlp", "console", "none")
 #: Where the tracing plugin keeps its objects in ``config.stash``.
@@ -188,258 +185,6 @@ def build_tracer_provider(exporters: Sequence[str], environ: Mapping[str, str] |
 
 
 # ---------------------------------------------------------------------------
-# the span bookkeeping of one run
-# ---------------------------------------------------------------------------
-
-
-class _RunSpans:
-    __slots__ = ("span", "ctx", "recording", "tasks", "task_ctx", "attempts", "dead_letters", "trace_id")
-
-    def __init__(self, span: trace.Span) -> None:
-        self.span = span
-        self.ctx = trace.set_span_in_context(span)
-        #: False when the sampler dropped the run: its task and attempt spans are not made at all.
-        self.recording = span.is_recording()
-        self.tasks: dict[str, trace.Span] = {}
-        self.task_ctx: dict[str, otel_context.Context] = {}
-        self.attempts: dict[str, trace.Span] = {}
-        self.dead_letters: dict[str, str] = {}
-        self.trace_id = format(span.get_span_context().trace_id, "032x")
-
-
-class TraceEvents:
-    """The event hooks that make spans; registered only when tracing is on."""
-
-    def __init__(self, tracer: trace.Tracer, exporters: Sequence[str] = ()) -> None:
-        self.tracer = tracer
-        self.runs: dict[int, _RunSpans] = {}
-        #: Told to worker processes (`inject_context`) so they can export their spans too.
-        self.exporters = ",".join(exporters)
-
-    # -- run -------------------------------------------------------------
-
-    def _original_trace(self, run: Run) -> SpanContext | None:
-        """The run span of the first traced invocation of a resumed run, if one was stored."""
-        if not run.resumed_from:
-            return None
-        try:
-            stored = run.storage.get_meta(run.run_id, META_KEY)
-        except Exception:  # storage without meta support: no link
-            return None
-        if not isinstance(stored, dict) or not stored.get("trace_id") or not stored.get("span_id"):
-            return None
-        return SpanContext(
-            int(stored["trace_id"], 16),
-            int(stored["span_id"], 16),
-            is_remote=True,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED),
-        )
-
-    @hookimpl
-    def dagexec_run_started(self, run: Run) -> None:
-        dag = run.dag.name
-        original = self._original_trace(run)
-        attributes: dict[str, Any] = {
-            PIPELINE_NAME: dag,
-            PIPELINE_RUN_ID: run.run_id,
-            PIPELINE_ACTION: "RUN",
-            "dagexec.task.count": len(run.tasks),
-        }
-        if run.resumed_from:
-            attributes["dagexec.resumed"] = True
-        parent = None
-        if not trace.get_current_span().get_span_context().is_valid and os.environ.get("TRACEPARENT"):
-            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-            parent = TraceContextTextMapPropagator().extract({"traceparent": os.environ["TRACEPARENT"]})
-        span = self.tracer.start_span(
-            f"RUN {dag}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            links=[Link(original, {"dagexec.link": "resumes"})] if original is not None else None,
-        )
-        rs = _RunSpans(span)
-        self.runs[id(run)] = rs
-        if original is None:  # the first traced invocation of this run: later resumes link to it
-            sc = span.get_span_context()
-            try:
-                run.storage.put_meta(
-                    run.run_id, META_KEY, {"trace_id": rs.trace_id, "span_id": format(sc.span_id, "016x")}
-                )
-            except Exception:  # storage without meta support: resumed runs start unlinked traces
-                pass
-        if run.trace_id is None:
-            run.trace_id = format(original.trace_id, "032x") if original is not None else rs.trace_id
-        # this invocation's trace, stored with every record it writes (a resume's differs from run.trace_id)
-        run.record_trace_id = rs.trace_id
-
-    @hookimpl
-    def dagexec_run_finished(self, run: Run, report: RunReport) -> None:
-        rs = self.runs.pop(id(run), None)
-        if rs is None:
-            return
-        self._close_leftovers(rs, "cancellation" if report.status == "cancelled" else "error")
-        span = rs.span
-        failed = report.failed
-        status = report.status
-        span.set_attribute("dagexec.run.status", status)
-        if status == "completed":
-            span.set_attribute(PIPELINE_RESULT, "success")
-        elif status == "cancelled":
-            span.set_attribute(PIPELINE_RESULT, "cancellation")
-        else:
-            records = report.records
-            first = records[failed[0]].error if failed else None
-            span.set_attribute(PIPELINE_RESULT, "failure")
-            span.set_attribute(ERROR_TYPE, _error_type(first))
-            shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
-            span.set_status(Status(StatusCode.ERROR, f"{len(failed)} task(s) failed: {shown}"))
-        span.end()
-
-    def close_all(self, reason: str) -> None:
-        """End the spans of runs that never finished (the run raised)."""
-        for rs in self.runs.values():
-            self._close_leftovers(rs, "error")
-            rs.span.set_attribute(PIPELINE_RESULT, "error")
-            rs.span.set_attribute(ERROR_TYPE, "_OTHER")
-            rs.span.set_status(Status(StatusCode.ERROR, reason))
-            rs.span.end()
-        self.runs.clear()
-
-    def _close_leftovers(self, rs: _RunSpans, result: str) -> None:
-        for spans in (rs.attempts, rs.tasks):
-            for span in spans.values():
-                span.set_attribute(TASK_RESULT, result)
-                span.end()
-            spans.clear()
-
-    # -- tasks -------------------------------------------------------------
-
-    def _task_span(self, rs: _RunSpans, run: Run, task: Task, start: float | None = None) -> trace.Span:
-        name = task.name
-        attributes: dict[str, Any] = {
-            TASK_NAME: name,
-            TASK_RUN_ID: f"{run.run_id}/{name}",
-            "dagexec.priority": task.priority,
-        }
-        if task.breaker is not None:
-            attributes["dagexec.breaker.name"] = task.breaker
-        span = self.tracer.start_span(name, context=rs.ctx, attributes=attributes, start_time=_ns(start))
-        rs.tasks[name] = span
-        rs.task_ctx[name] = trace.set_span_in_context(span)
-        return span
-
-    @hookimpl
-    def dagexec_task_started(self, run: Run, task: Task, attempt: int) -> None:
-        # Runs inside the context the body will run in: attaching here makes
-        # the attempt span current for the body, and nothing else.
-        rs = self.runs.get(id(run))
-        if rs is None:
-            return
-        if not rs.recording:
-            # A run the sampler dropped: spans a body makes hang off the dropped
-            # run span, so a parent-based sampler drops them too.
-            otel_context.attach(rs.ctx)
-            return
-        name = task.name
-        if name not in rs.tasks:
-            self._task_span(rs, run, task)
-        attributes: dict[str, Any] = {TASK_NAME: name, "dagexec.attempt": attempt}
-        if task.breaker is not None:
-            attributes["dagexec.breaker.name"] = task.breaker
-            breaker = run.breakers.get(task.breaker)
-            if breaker is not None:
-                attributes["dagexec.breaker.state"] = breaker.state
-        span = self.tracer.start_span(f"{name} attempt {attempt}", context=rs.task_ctx[name], attributes=attributes)
-        rs.attempts[name] = span
-        ctx = trace.set_span_in_context(span)
-        if self.exporters:
-            ctx = otel_context.set_value(EXPORTERS_KEY, self.exporters, ctx)
-        otel_context.attach(ctx)
-        run.blackboard[f"dagexec.trace_id:{name}"] = rs.trace_id
-
-    @hookimpl
-    def dagexec_task_retrying(self, run: Run, task: Task, attempt: int, error: BaseException, delay: float) -> None:
-        rs = self.runs.get(id(run))
-        if rs is None or not rs.recording:
-            return
-        span = rs.attempts.pop(task.name, None)
-        if span is not None:
-            span.set_attribute("dagexec.retry.delay", delay)
-            self._fail_span(span, error, "timeout" if _is_timeout(error) else "failure")
-            span.end()
-        tspan = rs.tasks.get(task.name)
-        if tspan is not None:
-            tspan.add_event(
-                "dagexec.retry",
-                {"dagexec.attempt": attempt, "dagexec.retry.delay": delay, ERROR_TYPE: _error_type(error)},
-            )
-
-    @hookimpl
-    def dagexec_task_dead_lettered(self, run: Run, task: Task, entry: DeadLetter) -> None:
-        rs = self.runs.get(id(run))
-        if rs is None or not rs.recording:
-            return
-        rs.dead_letters[task.name] = entry.id
-
-    @hookimpl
-    def dagexec_task_finished(self, run: Run, task: Task, record: TaskRecord) -> None:
-        rs = self.runs.get(id(run))
-        if rs is None or not rs.recording:
-            return
-        name = task.name
-        end = _ns(record.finished_at)
-        state = record.state
-        result = _RESULTS.get(state, "error")
-        error: BaseException | str | None = None
-        if state is TaskState.FAILED or state is TaskState.DEAD_LETTERED:
-            last = getattr(run, "last_exc", {}).get(run.index.get(name, -1))
-            error = last if last is not None else record.error
-            if _is_timeout(error):
-                result = "timeout"
-        attempt = rs.attempts.pop(name, None)
-        if attempt is not None:
-            attempt.set_attribute(TASK_RESULT, result)
-            if error is not None:
-                self._fail_span(attempt, error, result)
-            attempt.end(end_time=end)
-        tspan = rs.tasks.pop(name, None)
-        rs.task_ctx.pop(name, None)
-        if tspan is None:  # never attempted: skipped, collected map, breaker gave up
-            tspan = self._task_span(rs, run, task, start=record.started_at or record.finished_at)
-            del rs.tasks[name], rs.task_ctx[name]
-        tspan.set_attribute(TASK_RESULT, result)
-        tspan.set_attribute("dagexec.attempts", record.attempts)
-        dl = rs.dead_letters.pop(name, None)
-        if dl is not None:
-            tspan.set_attribute("dagexec.dead_letter.id", dl)
-        if error is not None:
-            tspan.set_attribute(ERROR_TYPE, _error_type(error))
-            tspan.set_status(Status(StatusCode.ERROR, str(record.error or error)))
-        tspan.end(end_time=end)
-
-    @staticmethod
-    def _fail_span(span: trace.Span, error: BaseException | str, result: str) -> None:
-        span.set_attribute(TASK_RESULT, result)
-        span.set_attribute(ERROR_TYPE, _error_type(error))
-        if isinstance(error, BaseException):
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-        else:
-            span.set_status(Status(StatusCode.ERROR, error))
-
-    # -- breakers ------------------------------------------------------------
-
-    @hookimpl
-    def dagexec_breaker_state_changed(self, name: str, old: str, new: str) -> None:
-        attributes = {"dagexec.breaker.name": name, "dagexec.breaker.old_state": old, "dagexec.breaker.state": new}
-        now = time.time_ns()
-        for rs in self.runs.values():
-            rs.span.add_event("dagexec.breaker.state_changed", attributes, timestamp=now)
-
-
-# ---------------------------------------------------------------------------
 # crossing a process boundary (process executor, remote workers)
 # ---------------------------------------------------------------------------
 
@@ -452,8 +197,11 @@ def inject_context(context: contextvars.Context | None) -> dict[str, str]:
     body inside `remote_context`. Empty when tracing is off.
     """
     carrier: dict[str, str] = {}
-    if context is None:
-        return carrier
+    if context is None or "opentelemetry.context" not in sys.modules:
+        return carrier  # nothing in this process imported OpenTelemetry: no span can be current
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate
+
     context.run(propagate.inject, carrier)
     if carrier:
         exporters = context.run(otel_context.get_value, EXPORTERS_KEY)
@@ -475,6 +223,9 @@ def remote_context(carrier: Mapping[str, str] | None) -> Iterator[None]:
     if not carrier:
         yield
         return
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
+
     provider: Any = trace.get_tracer_provider()
     exporters = [n for n in carrier.get(EXPORTERS_KEY, "").split(",") if n]
     if exporters and isinstance(provider, trace.ProxyTracerProvider):
@@ -527,12 +278,16 @@ class Plugin:
             exporters = wanted_exporters(config.getoption("trace"))
             if not exporters:
                 return
+            from opentelemetry import trace
+
             provider = build_tracer_provider(exporters)
             owned = True
             # Body code calls trace.get_tracer(...): give it this provider unless the
             # application has set up its own.
             if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
                 trace.set_tracer_provider(provider)
+        from .tracing_events import TraceEvents
+
         events = TraceEvents(provider.get_tracer("dagexec", __version__), exporters if owned else ())
         config.stash[STASH_KEY] = Tracing(provider, owned, events)
         config.pluginmanager.register(events, name="tracing.events")
@@ -549,6 +304,8 @@ class Plugin:
         if tracing.owned:
             # Deliver every span before the CLI exits. A provider made global
             # stays usable for later runs in this process; a private one is done.
+            from opentelemetry import trace
+
             made_global = trace.get_tracer_provider() is tracing.provider
             if made_global:
                 provider.force_flush()
