@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-LAYERS, WIDTH = 32, 25  # 800 tasks
+LAYERS, WIDTH = 80, 25  # 2,000 tasks: waiting out the tasks a kill caught must not finish the run before the last kill
 TRIALS = 15
 
 DAG_FILE = textwrap.dedent(
