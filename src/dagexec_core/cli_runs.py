@@ -22,6 +22,8 @@ from .config import Config
 from .dag import Dag
 from .engine import run as run_dag
 from .errors import PluginError, RunNotFoundError, UsageError
+from .params import META_KEY as PARAMS_META
+from .params import describe as describe_params
 from .patterns import recorded_branches
 from .plugins import PluginManager, build_plugin_manager, call_hook
 from .provenance import check_unchanged, recorded_code
@@ -62,6 +64,12 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
         help="run TASK again, with its skipped or failed dependents (repeatable)",
     )
     add_run_options(p_resume)
+    p_resume.add_argument(
+        "--change-params",
+        action="store_true",
+        default=None,
+        help="run the remaining tasks with the --param values given, not the ones the run was started with",
+    )
     add_plugin_options(p_resume, pm)
     p_resume.set_defaults(func=cmd_resume)
 
@@ -208,8 +216,9 @@ def cmd_resume(args: argparse.Namespace, pm: PluginManager) -> int:
 def cmd_runs(args: argparse.Namespace, pm: PluginManager) -> int:
     with open_state(args, read_only=True) as (_, storage):
         runs = storage.list_runs(args.limit)
+        if args.json:
+            print(json.dumps([{**r.to_dict(), "params": _params(storage, r.run_id)} for r in runs], indent=2))
     if args.json:
-        print(json.dumps([r.to_dict() for r in runs], indent=2))
         return EXIT_OK
     if not runs:
         print("no runs recorded yet")
@@ -226,6 +235,7 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
         info = storage.get_run(args.run_id)
         records = storage.load_records(args.run_id)
         branches = recorded_branches(storage, args.run_id)
+        params = _params(storage, args.run_id)
         timeline: list[dict[str, Any]] | None = None
         if args.timeline:
             log = getattr(storage, "transitions", None)
@@ -235,6 +245,7 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
     if args.json:
         shown: dict[str, Any] = {**info.to_dict(), "tasks": [r.to_dict() for r in records.values()]}
         shown["branches"] = branches  # what each conditional task chose (docs/patterns.md)
+        shown["params"] = params
         if timeline is not None:
             shown["transitions"] = timeline
         print(json.dumps(shown, indent=2))
@@ -250,6 +261,8 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
         f"run {info.run_id} of DAG {info.dag_name!r}: {info.status}, started {_when(info.started_at)}, "
         f"{_duration(info)}; {_counts(info.counts)}"
     )
+    if params:
+        print(f"params: {describe_params(params)}")
     if info.trace_id:
         print(f"trace id: {info.trace_id}")
         # a traced resume's tasks point to its own trace; name the others (--json shows every task's)
@@ -370,6 +383,11 @@ def _select(queue: DeadLetterQueue, args: argparse.Namespace, *, what: str) -> l
         hint = " or --all" if what == "purge" else ""
         raise UsageError(f"dlq {what}: give dead-letter IDs (see `dagexec dlq list`), --run RUN_ID{hint}")
     return [_get(queue, i) for i in args.entry_ids]
+
+
+def _params(storage: Storage, run_id: str) -> dict[str, Any]:
+    """The parameters kept with a run (docs/parameters.md); {} for a run given none."""
+    return dict(storage.get_meta(run_id, PARAMS_META) or {})
 
 
 def _base_task(name: str) -> str:

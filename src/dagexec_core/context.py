@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,6 +30,11 @@ class TaskContext:
     @property
     def run_id(self) -> str:
         return self.run.run_id
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The run's parameters, read-only (docs/parameters.md); the same on every attempt and resume."""
+        return self.run.run_params
 
     @property
     def log(self) -> logging.Logger:

@@ -38,6 +38,7 @@ import attrs
 import pluggy
 
 from . import events, provenance
+from . import params as run_params
 from .config import Config
 from .context import TaskContext
 from .dag import Dag, Task, chosen_branches
@@ -211,6 +212,8 @@ class Run:
         self.replay = tuple(replay)
         self.handle = handle
         self.blackboard: dict[str, Any] = {}
+        #: The run's parameters, read-only (``ctx.params``); set when the run opens (`params.attach`).
+        self.run_params: Mapping[str, Any] = run_params.EMPTY
         self.cancelling = False
         self.waiting = False  # the loop waits for a wake-up (and no breaker)
         self.step_error: BaseException | None = None  # raised in a step taken in a done-callback
@@ -1115,7 +1118,9 @@ class Run:
             task_count=len(self.tasks),
             meta=self._code_meta(),
         )
+        given = run_params.attach(self, stored=None)  # a usage error before the run exists
         self.storage.create_run(info, [t.name for t in self.tasks], self._fingerprint())
+        run_params.store(self, given)
         self._start_roots(range(len(self.tasks)))
 
     def _code_meta(self) -> dict[str, Any]:
@@ -1160,7 +1165,9 @@ class Run:
             self._finish(j)
 
     def _open_resumed(self) -> None:
+        changed_params = run_params.attach(self, stored=self.storage.get_meta(self.run_id, run_params.META_KEY))
         info, records, fingerprint = self.storage.resume_run(self.run_id)
+        run_params.store(self, changed_params)
         if info.dag_name != self.dag.name:
             raise DagChangedError(
                 f"run {self.run_id} is of DAG {info.dag_name!r}, not {self.dag.name!r}; "
@@ -1449,9 +1456,12 @@ async def arun(
     persist: bool | None = None,
     handle: RunHandle | None = None,
     replay: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    change_params: bool | None = None,
     **options: Any,
 ) -> RunReport:
     """Run ``dag`` on the running event loop; see `run`."""
+    options.update(run_params.as_options(params, change_params))
     gc_was_enabled = gc.isenabled()
     gc.disable()  # until the task table is built: Run.execute turns it back on
     try:
@@ -1484,13 +1494,16 @@ def run(
     handle: RunHandle | None = None,
     replay: Sequence[str] = (),
     signals: bool = True,
+    params: Mapping[str, Any] | None = None,
+    change_params: bool | None = None,
     **options: Any,
 ) -> RunReport:
     """Run ``dag`` to the end and return its `RunReport`.
 
     ``state`` is the SQLite file (default ``.dagexec/state.db``); ``":memory:"``
     or ``persist=False`` keeps nothing. ``resume=RUN_ID`` continues a stored
-    run. SIGINT/SIGTERM cancel the run gracefully (a second one stops it at
+    run. ``params`` are the run's parameters (``ctx.params``, docs/parameters.md); a resume keeps the
+    stored ones and refuses others unless ``change_params=True``. SIGINT/SIGTERM cancel the run gracefully (a second one stops it at
     once) when called from the main thread.
     """
     import signal
@@ -1525,6 +1538,8 @@ def run(
                 persist=persist,
                 handle=handle,
                 replay=replay,
+                params=params,
+                change_params=change_params,
                 **options,
             )
         finally:

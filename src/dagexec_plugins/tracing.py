@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import os
 import sys
 import time
@@ -92,6 +93,13 @@ def _error_type(error: BaseException | str | None) -> str:
         if head and " " not in head:
             return head
     return "_OTHER"
+
+
+def _attribute_value(value: Any) -> Any:
+    """A parameter as a span attribute: str, bool, int and float as they are, anything else as JSON."""
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    return json.dumps(value, sort_keys=True)
 
 
 def _is_timeout(error: BaseException | str | None) -> bool:
@@ -247,6 +255,8 @@ class TraceEvents:
         }
         if run.resumed_from:
             attributes["dagexec.resumed"] = True
+        for key, value in getattr(run, "run_params", {}).items():  # docs/parameters.md
+            attributes[f"dagexec.param.{key}"] = _attribute_value(value)
         parent = None
         if not trace.get_current_span().get_span_context().is_valid and os.environ.get("TRACEPARENT"):
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
