@@ -72,7 +72,8 @@ def fetch_prices(extract):
 
 
 @dag.task(deps=["extract"], retry=RetryPolicy(max_attempts=2, backoff="fixed", base=0.01))
-def load_legacy(extract):
+def load_legacy(extract, ctx):
+    ctx.log.info("posting %d rows to the legacy endpoint", len(extract))
     raise ValueError("legacy endpoint rejected the batch: 400 Bad Request")
 
 
@@ -232,6 +233,10 @@ def test_report_of_a_run_shows_graph_timeline_tasks_and_dead_letters_and_fetches
         assert "dead lettered" in row.inner_text() and "400 Bad Request" in row.inner_text()
         assert page.locator("#dead-letters .dl").count() == 1
         assert "ValueError" in page.inner_text("#dead-letters .dl[data-task='load_legacy']")
+        # with the last lines its failing attempt logged
+        page.click("#dead-letters .dl[data-task='load_legacy'] summary")
+        letter = page.inner_text("#dead-letters .dl[data-task='load_legacy'] pre")
+        assert "last 1 log line(s) of attempt 2:\nINFO posting 3 rows to the legacy endpoint" in letter
         # meta: the branch taken and the loop's checkpoint
         meta = page.inner_text("#meta")
         assert "fast_path" in meta and "iteration 3, done" in meta and "published" in meta

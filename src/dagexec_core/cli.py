@@ -274,6 +274,15 @@ def cmd_report(args: argparse.Namespace, pm: PluginManager) -> int:
 COMMANDS.append(_add_report)
 
 
+def _log_commands(sub: Any, pm: PluginManager | None) -> None:
+    from .cli_logs import add_commands  # logs, prune
+
+    add_commands(sub, pm)
+
+
+COMMANDS.append(_log_commands)
+
+
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------

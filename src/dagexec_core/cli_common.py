@@ -118,6 +118,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="a run parameter, read by tasks as ctx.params; VALUE is JSON when it parses, else text (repeatable)",
     )
     p.add_argument(
+        "--capture",
+        action="store_true",
+        default=None,
+        help="keep what tasks print to stdout/stderr with their logs (dagexec logs RUN_ID)",
+    )
+    p.add_argument(
         "--params-file", action="append", default=None, metavar="FILE.json", help="run parameters from a JSON object"
     )
 

@@ -29,6 +29,7 @@ from .plugins import PluginManager, build_plugin_manager, call_hook
 from .provenance import check_unchanged, recorded_code
 from .stages import DeadLetter, DeadLetterQueue, RunInfo, Storage
 from .state import TaskRecord
+from .tasklogs import line_counts
 
 EXIT_OK, EXIT_FAILED = 0, 1
 #: Parsed arguments of these commands that are not run options.
@@ -236,6 +237,8 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
         records = storage.load_records(args.run_id)
         branches = recorded_branches(storage, args.run_id)
         params = _params(storage, args.run_id)
+        read_logs = getattr(storage, "read_logs", None)  # lines each task logged (docs/logs.md)
+        logged = line_counts(read_logs(args.run_id, records=False)) if read_logs is not None else None
         timeline: list[dict[str, Any]] | None = None
         if args.timeline:
             log = getattr(storage, "transitions", None)
@@ -246,6 +249,9 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
         shown: dict[str, Any] = {**info.to_dict(), "tasks": [r.to_dict() for r in records.values()]}
         shown["branches"] = branches  # what each conditional task chose (docs/patterns.md)
         shown["params"] = params
+        if logged is not None:
+            for task in shown["tasks"]:
+                task["log_lines"] = logged.get(task["name"], 0)
         if timeline is not None:
             shown["transitions"] = timeline
         print(json.dumps(shown, indent=2))
@@ -269,10 +275,13 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
         others = sorted({r.trace_id for r in records.values() if r.trace_id and r.trace_id != info.trace_id})
         if others:
             print(f"resumed in trace(s): {', '.join(others)}")
-    rows = [("TASK", "STATE", "ATTEMPTS", "DURATION", "ERROR")]
+    task_rows = [("TASK", "STATE", "ATTEMPTS", "DURATION", "LOGGED", "ERROR")]
     for rec in records.values():
-        rows.append((rec.name, rec.state.value, str(rec.attempts), _seconds(rec), _short(rec.error)))
-    _table(rows)
+        lines = "-" if logged is None else str(logged.get(rec.name, 0))
+        task_rows.append((rec.name, rec.state.value, str(rec.attempts), _seconds(rec), lines, _short(rec.error)))
+    _table(task_rows)
+    if logged:
+        print(f"task logs: dagexec logs {info.run_id} [TASK]{_state_flag(args)}")
     for name, choice in branches.items():  # conditional tasks (docs/patterns.md)
         print(f"{name} chose {', '.join(choice) if isinstance(choice, list) else choice or 'no branch'}")
     return EXIT_OK

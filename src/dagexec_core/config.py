@@ -46,6 +46,11 @@ DEFAULTS: dict[str, Any] = {
     "dask_no_workers_timeout": 60.0,
     # without persistence, outputs still make their JSON round trip (docs/reliability.md)
     "check_outputs": True,
+    # task logs kept with the run (docs/logs.md)
+    "capture": False,
+    "log_level": "INFO",
+    "log_max_bytes": 1_000_000,
+    "log_max_lines": 10_000,
 }
 
 #: The ``DAGEXEC_*`` variables that are not options (they steer plugin loading);

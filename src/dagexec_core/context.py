@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .tasklogs import route_ctx
+
 if TYPE_CHECKING:
     from .engine import Run
 
@@ -40,6 +42,7 @@ class TaskContext:
     def log(self) -> logging.Logger:
         if self._log is None:
             self._log = logging.getLogger(f"dagexec.task.{self.task}")
+            route_ctx(self.run, self.task, self.attempt)  # its records are kept with the attempt (tasklogs)
         return self._log
 
     @property

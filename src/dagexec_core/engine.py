@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import events, provenance
+from . import events, provenance, tasklogs
 from . import params as run_params
 from .config import Config
 from .context import TaskContext
@@ -214,6 +214,11 @@ class Run:
         self.blackboard: dict[str, Any] = {}
         #: The run's parameters, read-only (``ctx.params``); set when the run opens (`params.attach`).
         self.run_params: Mapping[str, Any] = run_params.EMPTY
+        #: Task logs kept for storage (`tasklogs`), None when the storage keeps none; `open_logs` is its
+        #: attempts in flight, checked before any per-attempt work.
+        self.task_logs: tasklogs.RunLogs | None = None
+        self.open_logs: dict[str, tasklogs.AttemptLog] = {}
+        self.capture_logs = False
         self.cancelling = False
         self.waiting = False  # the loop waits for a wake-up (and no breaker)
         self.step_error: BaseException | None = None  # raised in a step taken in a done-callback
@@ -500,6 +505,9 @@ class Run:
         self._resolve_stages()
         if self.handle is not None:
             self.handle._bind(self, self.loop)
+        self.task_logs = tasklogs.start(self)
+        if self.task_logs is not None:
+            self.open_logs, self.capture_logs = self.task_logs.open, self.task_logs.capture
         try:
             if self.resumed_from:
                 self._open_resumed()
@@ -523,6 +531,7 @@ class Run:
                 self.executor.shutdown(cancel=self.cancelling)
             status = self._final_status()
             self._flush()
+            tasklogs.finish(self.task_logs)
             self.storage.finish_run(self.run_id, status, time.time(), self.counts())
         except BaseException:
             # Leave the run resumable: whatever was persisted stays, the lock goes.
@@ -531,6 +540,8 @@ class Run:
             except Exception:  # pragma: no cover - storage already broken
                 pass
             raise
+        finally:
+            tasklogs.stop(self.task_logs)
         report = RunReport(self, status)
         self._emit_event("dagexec_run_finished", run=self, report=report)
         return report
@@ -625,6 +636,8 @@ class Run:
     def _flush(self) -> None:
         if self.rows:
             rows, self.rows = self.rows, []
+            if self.task_logs is not None and self.task_logs.rows:
+                self.task_logs.flush()  # the logs of the attempts this step ends
             self.storage.write(self.run_id, rows)
 
     def _submit(self, i: int) -> None:
@@ -644,6 +657,8 @@ class Run:
                 context.run(self.hook.dagexec_task_started, run=self, task=task, attempt=attempt)
             except Exception as exc:
                 raise hook_error(self.pm, "dagexec_task_started", exc) from exc
+        if self.capture_logs:  # --capture: the body's prints go to the attempt's log
+            context = tasklogs.route_capture(self.task_logs, context, task.name, attempt)  # type: ignore[arg-type]
         try:
             fut = self.executor.submit(task, kwargs, task.timeout, context)
         except Exception as exc:  # the executor refused the task (cannot pickle it, ...)
@@ -677,6 +692,8 @@ class Run:
             timer.cancel()
         self.running -= 1
         task = self.tasks[i]
+        if self.open_logs:
+            self.task_logs.close(task.name)  # type: ignore[union-attr]
         exc: BaseException | None
         if fut.cancelled():
             if fut in self.timed_out:
@@ -768,7 +785,8 @@ class Run:
                 attempts=self.attempts[i],
                 error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
                 message=str(exc),
-                traceback="".join(traceback.format_exception(exc)),
+                traceback="".join(traceback.format_exception(exc))
+                + tasklogs.tail_text(self.task_logs, task.name, self.attempts[i]),
                 created_at=time.time(),
                 trace_id=self.blackboard.get(f"dagexec.trace_id:{task.name}") or self.trace_id,
             )
