@@ -232,3 +232,9 @@ def test_the_docs_example_runs_and_its_error_is_the_one_printed(tmp_path: Path) 
     bad = dagexec("run", "flow.py", "--param", "dya=2026-12-01", cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip() in doc
+
+
+def test_tasks_in_worker_processes_read_the_same_params(project: Path) -> None:
+    proc = dagexec("run", "flow.py", "--executor", "process", "--param", "day=d", "--json", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert [s["params"] for s in seen(project)] == [{"day": "d", "limit": 100, "ratio": 0.5}] * 2
