@@ -1185,7 +1185,6 @@ class Run:
     def _open_resumed(self) -> None:
         changed_params = run_params.attach(self, stored=self.storage.get_meta(self.run_id, run_params.META_KEY))
         info, records, fingerprint = self.storage.resume_run(self.run_id)
-        run_params.store(self, changed_params)
         if info.dag_name != self.dag.name:
             raise DagChangedError(
                 f"run {self.run_id} is of DAG {info.dag_name!r}, not {self.dag.name!r}; "
@@ -1314,6 +1313,7 @@ class Run:
             self.storage.put_meta(
                 self.run_id, CRASH_META, {"count": crash, "in_flight": in_flight, "found_at": time.time()}
             )
+        run_params.store(self, changed_params)  # the DAG checks passed: the new parameters are the run's
         self._start_roots(range(len(self.tasks)))
         self._flush()
 
@@ -1520,9 +1520,10 @@ def run(
 
     ``state`` is the SQLite file (default ``.dagexec/state.db``); ``":memory:"``
     or ``persist=False`` keeps nothing. ``resume=RUN_ID`` continues a stored
-    run. ``params`` are the run's parameters (``ctx.params``, docs/parameters.md); a resume keeps the
-    stored ones and refuses others unless ``change_params=True``. SIGINT/SIGTERM cancel the run gracefully (a second one stops it at
-    once) when called from the main thread.
+    run. ``params`` are the run's parameters (``ctx.params``, docs/parameters.md);
+    a resume keeps the stored ones and refuses others unless ``change_params=True``.
+    SIGINT/SIGTERM cancel the run gracefully (a second one stops it at once) when
+    called from the main thread.
     """
     import signal
     import threading
