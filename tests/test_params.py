@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +240,49 @@ def test_tasks_in_worker_processes_read_the_same_params(project: Path) -> None:
     proc = dagexec("run", "flow.py", "--executor", "process", "--param", "day=d", "--json", cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert [s["params"] for s in seen(project)] == [{"day": "d", "limit": 100, "ratio": 0.5}] * 2
+
+
+def test_a_run_killed_mid_way_resumes_with_its_params(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(
+        textwrap.dedent(
+            """
+            import json
+            import time
+            from pathlib import Path
+
+            from dagexec_core import Dag
+
+            dag = Dag("killed", params={"day": str})
+
+
+            @dag.task
+            def waits(ctx):
+                with open("seen.jsonl", "a") as f:
+                    f.write(json.dumps({"task": "waits", "params": dict(ctx.params)}) + "\\n")
+                deadline = time.monotonic() + 120
+                while not Path("go").exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                return ctx.params["day"]
+            """
+        )
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "dagexec_core.cli", "run", "flow.py", "--state", "state.db", "--param", "day=monday"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not seen(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert seen(tmp_path), "the task never started"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    (run,) = json.loads(dagexec("runs", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "crashed" and run["params"] == {"day": "monday"}
+    (tmp_path / "go").touch()
+    resumed = dagexec("resume", run["run_id"], "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [s["params"] for s in seen(tmp_path)] == [{"day": "monday"}, {"day": "monday"}]

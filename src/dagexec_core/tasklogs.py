@@ -112,11 +112,6 @@ class AttemptLog:
         records = list(self.records)
         return (self.task, self.attempt, json.dumps(records), len(records), self.dropped)
 
-    def tail(self, n: int, width: int = 300) -> list[str]:
-        """The last ``n`` records as ``LEVEL message`` lines, each cut at ``width`` characters."""
-        lines = [f"{r[1]} {r[2]}" for r in list(self.records)[-n:]]
-        return [ln if len(ln) <= width else ln[: width - 3] + "..." for ln in lines]
-
 
 class RunLogs:
     """The task logs of one run: the attempts in flight and the rows waiting for the next step's write."""
@@ -131,13 +126,17 @@ class RunLogs:
         #: task name -> the log of its attempt in flight (the engine checks it is non-empty before `close`)
         self.open: dict[str, AttemptLog] = {}
         self.rows: list[LogRow] = []
-        #: task name -> (attempt, its last lines), of its last finished attempt that logged (dead-letter entry)
-        self.last: dict[str, tuple[int, list[str]]] = {}
+        #: task name -> its last attempt whose log was closed
+        self.closed: dict[str, int] = {}
 
     def attempt(self, task: str, attempt: int) -> AttemptLog:
         log = self.open.get(task)
-        if log is None or log.attempt != attempt:
-            log = self.open[task] = AttemptLog(task, attempt, self.level, self.max_bytes, self.max_lines)
+        if log is not None and log.attempt == attempt:
+            return log
+        log = AttemptLog(task, attempt, self.level, self.max_bytes, self.max_lines)
+        if attempt > self.closed.get(task, 0):
+            self.open[task] = log
+        # else: a thread abandoned by an attempt that already ended (a timeout) logs into a log kept nowhere
         return log
 
     def route(self, context: contextvars.Context | None, task: str, attempt: int) -> contextvars.Context:
@@ -152,10 +151,10 @@ class RunLogs:
         log = self.open.pop(task, None)
         if log is None:
             return
+        self.closed[task] = log.attempt
         row = log.row()
         if row is not None:
             self.rows.append(row)
-            self.last[task] = (log.attempt, log.tail(TAIL_LINES))
 
     def flush(self) -> None:
         if self.rows:
@@ -163,8 +162,9 @@ class RunLogs:
             self.storage.write_logs(self.run_id, rows)
 
 
-#: Lines of the failing attempt's log a dead-letter entry shows.
+#: Lines of the failing attempt's log a dead-letter entry shows, and their width.
 TAIL_LINES = 20
+TAIL_WIDTH = 300
 
 
 # ---------------------------------------------------------------------------
@@ -278,11 +278,18 @@ def finish(logs: RunLogs | None) -> None:
 
 
 def tail_text(logs: RunLogs | None, task: str, attempt: int) -> str:
-    """The last lines ``task`` logged in ``attempt``, for its dead-letter entry ("" when none)."""
-    found = logs.last.get(task) if logs is not None else None
-    if found is None or found[0] != attempt:
+    """The last lines ``task`` logged in ``attempt``, for its dead-letter entry ("" when none).
+
+    The attempt ended in the step that fails the task, so its log is among the rows that step writes.
+    """
+    if logs is None:
         return ""
-    return f"\nlast {len(found[1])} log line(s) of attempt {attempt}:\n" + "\n".join(found[1]) + "\n"
+    for row in reversed(logs.rows):
+        if row[0] == task and row[1] == attempt:
+            lines = [f"{r[1]} {r[2]}" for r in json.loads(row[2])[-TAIL_LINES:]]
+            lines = [ln if len(ln) <= TAIL_WIDTH else ln[: TAIL_WIDTH - 3] + "..." for ln in lines]
+            return f"\nlast {len(lines)} log line(s) of attempt {attempt}:\n" + "\n".join(lines) + "\n"
+    return ""
 
 
 def stop(logs: RunLogs | None) -> None:
