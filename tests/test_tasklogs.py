@@ -331,3 +331,46 @@ def test_the_docs_example_prints_what_the_page_shows(tmp_path: Path) -> None:
     assert len(printed) == len(shown) == 4
     for got, want in zip(printed, shown, strict=True):
         assert got.split(" ", 1)[1] == want.split(" ", 1)[1] if not want.startswith("==") else got == want
+
+
+def test_a_thread_abandoned_by_a_timed_out_attempt_does_not_take_the_next_attempts_log(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(
+        textwrap.dedent(
+            """
+            import time
+            from pathlib import Path
+
+            from dagexec_core import Dag
+
+            dag = Dag("overrun")
+
+
+            def wait_for(name):
+                deadline = time.monotonic() + 60
+                while not Path(name).exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+
+
+            @dag.task(retry=2, timeout=0.5)
+            def slow(ctx):
+                if ctx.attempt == 1:
+                    wait_for("second-started")  # overruns its timeout: the engine abandons this thread
+                    ctx.log.info("late line from attempt 1")
+                    Path("late-logged").touch()
+                    return "abandoned"
+                ctx.log.info("attempt 2 started")
+                Path("second-started").touch()
+                wait_for("late-logged")
+                ctx.log.info("attempt 2 done")
+                return "ok"
+            """
+        )
+    )
+    proc = dagexec("run", "flow.py", "--json", "--progress", "off", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "late-logged").exists()
+    run = {"folder": tmp_path, "run_id": json.loads(proc.stdout)["run_id"]}
+    entries = logs_json(run, "slow")
+    assert [(e["attempt"], [r[2] for r in e["records"]]) for e in entries] == [
+        (2, ["attempt 2 started", "attempt 2 done"])
+    ]

@@ -134,7 +134,8 @@ class RunLogs:
         if log is not None and log.attempt == attempt:
             return log
         log = AttemptLog(task, attempt, self.level, self.max_bytes, self.max_lines)
-        if attempt > self.closed.get(task, 0):
+        newer = self.open.get(task)
+        if attempt > self.closed.get(task, 0) and (newer is None or newer.attempt < attempt):
             self.open[task] = log
         # else: a thread abandoned by an attempt that already ended (a timeout) logs into a log kept nowhere
         return log
