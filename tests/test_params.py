@@ -170,6 +170,12 @@ def test_a_resumed_run_keeps_its_params_and_refuses_others_unless_asked(project:
     assert changed.returncode == 0, changed.stderr
     assert seen(project)[-1] == {"task": "load", "params": {"day": "e", "limit": 100, "ratio": 0.5}}
     assert json.loads(dagexec("show", third, "--json", cwd=project).stdout)["params"]["day"] == "e"
+    # `run --resume` takes the same flag
+    again = dagexec("run", "flow.py", "--resume", third, "--param", "day=f", cwd=project)
+    assert again.returncode == 2 and "--change-params" in again.stderr
+    again = dagexec("run", "flow.py", "--resume", third, "--param", "day=f", "--change-params", cwd=project)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(dagexec("show", third, "--json", cwd=project).stdout)["params"]["day"] == "f"
 
 
 def test_ctx_params_is_read_only_and_the_api_takes_params(tmp_path: Path) -> None:
