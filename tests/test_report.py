@@ -72,7 +72,8 @@ def fetch_prices(extract):
 
 
 @dag.task(deps=["extract"], retry=RetryPolicy(max_attempts=2, backoff="fixed", base=0.01))
-def load_legacy(extract):
+def load_legacy(extract, ctx):
+    ctx.log.info("posting %d rows to the legacy endpoint", len(extract))
     raise ValueError("legacy endpoint rejected the batch: 400 Bad Request")
 
 
@@ -133,7 +134,19 @@ def stored_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (folder / "helpers.py").write_text(HELPERS)
     (folder / "flow.py").write_text(FLOW)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DAGEXEC_"))}
-    proc = dagexec("run", "flow.py", "--state", "state.db", "--trace", "console", "--json", cwd=folder, env=env)
+    proc = dagexec(
+        "run",
+        "flow.py",
+        "--state",
+        "state.db",
+        "--trace",
+        "console",
+        "--param",
+        "region=eu-west-3",
+        "--json",
+        cwd=folder,
+        env=env,
+    )
     assert proc.returncode == 1, proc.stderr  # load_legacy failed: the run failed
     report = json.loads(proc.stdout)
     assert report["tasks"]["fetch_prices"]["attempts"] == 2
@@ -220,9 +233,16 @@ def test_report_of_a_run_shows_graph_timeline_tasks_and_dead_letters_and_fetches
         assert "dead lettered" in row.inner_text() and "400 Bad Request" in row.inner_text()
         assert page.locator("#dead-letters .dl").count() == 1
         assert "ValueError" in page.inner_text("#dead-letters .dl[data-task='load_legacy']")
+        # with the last lines its failing attempt logged
+        page.click("#dead-letters .dl[data-task='load_legacy'] summary")
+        letter = page.inner_text("#dead-letters .dl[data-task='load_legacy'] pre")
+        assert "last 1 log line(s) of attempt 2:\nINFO posting 3 rows to the legacy endpoint" in letter
         # meta: the branch taken and the loop's checkpoint
         meta = page.inner_text("#meta")
         assert "fast_path" in meta and "iteration 3, done" in meta and "published" in meta
+        # the run's parameters, in their own section
+        params = page.locator("#meta h3", has_text="Parameters").locator("xpath=following-sibling::table[1]")
+        assert params.inner_text().split() == ["region", "eu-west-3"]
         # each task links to its trace
         trace_id = stored_run["report"]["tasks"]["fetch_prices"]["trace_id"]
         assert re.fullmatch(r"[0-9a-f]{32}", trace_id or "")

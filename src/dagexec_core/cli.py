@@ -81,6 +81,9 @@ def build_parser(pm: PluginManager | None) -> argparse.ArgumentParser:
     p_run.add_argument("target", metavar="FILE[:DAG]")
     add_run_options(p_run)
     p_run.add_argument("--resume", metavar="RUN_ID", default=None, help="continue a stored run")
+    p_run.add_argument(
+        "--change-params", action="store_true", default=None, help="with --resume: take the --param values given"
+    )
     add_plugin_options(p_run, pm)
     p_run.set_defaults(func=cmd_run)
 
@@ -276,6 +279,15 @@ def cmd_report(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 COMMANDS.append(_add_report)
+
+
+def _log_commands(sub: Any, pm: PluginManager | None) -> None:
+    from .cli_logs import add_commands  # logs, prune
+
+    add_commands(sub, pm)
+
+
+COMMANDS.append(_log_commands)
 
 
 # ---------------------------------------------------------------------------

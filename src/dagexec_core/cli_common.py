@@ -116,6 +116,22 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--executor", default=None, help="task executor: local (default), process, dask")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="a run parameter, read by tasks as ctx.params; VALUE is JSON when it parses, else text (repeatable)",
+    )
+    p.add_argument(
+        "--capture",
+        action="store_true",
+        default=None,
+        help="keep what tasks print to stdout/stderr with their logs (dagexec logs RUN_ID)",
+    )
+    p.add_argument(
+        "--params-file", action="append", default=None, metavar="FILE.json", help="run parameters from a JSON object"
+    )
 
 
 def add_plugin_options(p: argparse.ArgumentParser, pm: PluginManager | None) -> None:
@@ -138,7 +154,13 @@ def add_plugin_options(p: argparse.ArgumentParser, pm: PluginManager | None) -> 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
     """Every parsed option except the CLI's own plumbing, for `Config`."""
     skip = {"func", "target", "command", "plugin_args", "json", "no_persist", "resume", "verbose", "quiet"}
+    skip |= {"param", "params_file"}
     opts = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    from .params import parse_cli
+
+    given = parse_cli(getattr(args, "param", None), getattr(args, "params_file", None))
+    if given is not None:
+        opts["params"] = given
     if getattr(args, "no_persist", False):
         opts["persist"] = False
     opts["verbosity"] = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)  # -v/-q for plugins (progress)

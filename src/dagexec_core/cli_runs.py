@@ -33,6 +33,9 @@ from .cli_common import (
 )
 from .config import Config
 from .errors import PluginError, RunNotFoundError, UsageError
+from .params import META_KEY as PARAMS_META
+from .params import describe as describe_params
+from .tasklogs import line_counts
 
 if TYPE_CHECKING:
     from .dag import Dag
@@ -74,6 +77,12 @@ def add_commands(sub: Any, pm: PluginManager | None) -> None:
         help="run TASK again, with its skipped or failed dependents (repeatable)",
     )
     add_run_options(p_resume)
+    p_resume.add_argument(
+        "--change-params",
+        action="store_true",
+        default=None,
+        help="run the remaining tasks with the --param values given, not the ones the run was started with",
+    )
     add_plugin_options(p_resume, pm)
     p_resume.set_defaults(func=cmd_resume)
 
@@ -222,8 +231,9 @@ def cmd_resume(args: argparse.Namespace, pm: PluginManager) -> int:
 def cmd_runs(args: argparse.Namespace, pm: PluginManager) -> int:
     with open_state(args, read_only=True) as (_, storage):
         runs = storage.list_runs(args.limit)
+        if args.json:
+            print(json.dumps([{**r.to_dict(), "params": _params(storage, r.run_id)} for r in runs], indent=2))
     if args.json:
-        print(json.dumps([r.to_dict() for r in runs], indent=2))
         return EXIT_OK
     if not runs:
         print("no runs recorded yet")
@@ -240,6 +250,9 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
         info = storage.get_run(args.run_id)
         records = storage.load_records(args.run_id)
         branches = recorded_branches(storage, args.run_id)
+        params = _params(storage, args.run_id)
+        read_logs = getattr(storage, "read_logs", None)  # lines each task logged (docs/logs.md)
+        logged = line_counts(read_logs(args.run_id, records=False)) if read_logs is not None else None
         timeline: list[dict[str, Any]] | None = None
         if args.timeline:
             log = getattr(storage, "transitions", None)
@@ -249,6 +262,10 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
     if args.json:
         shown: dict[str, Any] = {**info.to_dict(), "tasks": [r.to_dict() for r in records.values()]}
         shown["branches"] = branches  # what each conditional task chose (docs/patterns.md)
+        shown["params"] = params
+        if logged is not None:
+            for task in shown["tasks"]:
+                task["log_lines"] = logged.get(task["name"], 0)
         if timeline is not None:
             shown["transitions"] = timeline
         print(json.dumps(shown, indent=2))
@@ -264,16 +281,21 @@ def cmd_show(args: argparse.Namespace, pm: PluginManager) -> int:
         f"run {info.run_id} of DAG {info.dag_name!r}: {info.status}, started {_when(info.started_at)}, "
         f"{_duration(info)}; {_counts(info.counts)}"
     )
+    if params:
+        print(f"params: {describe_params(params)}")
     if info.trace_id:
         print(f"trace id: {info.trace_id}")
         # a traced resume's tasks point to its own trace; name the others (--json shows every task's)
         others = sorted({r.trace_id for r in records.values() if r.trace_id and r.trace_id != info.trace_id})
         if others:
             print(f"resumed in trace(s): {', '.join(others)}")
-    rows = [("TASK", "STATE", "ATTEMPTS", "DURATION", "ERROR")]
+    task_rows = [("TASK", "STATE", "ATTEMPTS", "DURATION", "LOGGED", "ERROR")]
     for rec in records.values():
-        rows.append((rec.name, rec.state.value, str(rec.attempts), _seconds(rec), _short(rec.error)))
-    _table(rows)
+        lines = "-" if logged is None else str(logged.get(rec.name, 0))
+        task_rows.append((rec.name, rec.state.value, str(rec.attempts), _seconds(rec), lines, _short(rec.error)))
+    _table(task_rows)
+    if logged:
+        print(f"task logs: dagexec logs {info.run_id} [TASK]{_state_flag(args)}")
     for name, choice in branches.items():  # conditional tasks (docs/patterns.md)
         print(f"{name} chose {', '.join(choice) if isinstance(choice, list) else choice or 'no branch'}")
     return EXIT_OK
@@ -384,6 +406,11 @@ def _select(queue: DeadLetterQueue, args: argparse.Namespace, *, what: str) -> l
         hint = " or --all" if what == "purge" else ""
         raise UsageError(f"dlq {what}: give dead-letter IDs (see `dagexec dlq list`), --run RUN_ID{hint}")
     return [_get(queue, i) for i in args.entry_ids]
+
+
+def _params(storage: Storage, run_id: str) -> dict[str, Any]:
+    """The parameters kept with a run (docs/parameters.md); {} for a run given none."""
+    return dict(storage.get_meta(run_id, PARAMS_META) or {})
 
 
 def _base_task(name: str) -> str:

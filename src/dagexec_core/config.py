@@ -45,6 +45,11 @@ DEFAULTS: dict[str, Any] = {
     "check_outputs": True,
     # retry delays and breaker cooldowns read this clock (a test's VirtualClock); None: the real one
     "clock": None,
+    # task logs kept with the run (docs/logs.md)
+    "capture": False,
+    "log_level": "INFO",
+    "log_max_bytes": 1_000_000,
+    "log_max_lines": 10_000,
 }
 
 #: The ``DAGEXEC_*`` variables that are not options (they steer plugin loading);

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from .tasklogs import route_ctx
 
 if TYPE_CHECKING:
     from .engine import Run
@@ -31,9 +34,15 @@ class TaskContext:
         return self.run.run_id
 
     @property
+    def params(self) -> Mapping[str, Any]:
+        """The run's parameters, read-only (docs/parameters.md); the same on every attempt and resume."""
+        return self.run.run_params
+
+    @property
     def log(self) -> logging.Logger:
         if self._log is None:
             self._log = logging.getLogger(f"dagexec.task.{self.task}")
+            route_ctx(self.run, self.task, self.attempt)  # its records are kept with the attempt (tasklogs)
         return self._log
 
     @property

@@ -128,11 +128,17 @@ class Task:
 class Dag:
     """A named set of tasks and the dependencies between them."""
 
-    def __init__(self, name: str, *, description: str = "") -> None:
+    def __init__(self, name: str, *, description: str = "", params: dict[str, Any] | None = None) -> None:
         if not name or not isinstance(name, str):
             raise TaskDefinitionError("a Dag needs a non-empty name: Dag('etl')")
         self.name = name
         self.description = description
+        #: The parameters runs take: name -> a type (required) or a default value; None takes any (docs/parameters.md).
+        self.params: dict[str, Any] | None = None
+        if params is not None:
+            from .params import check_declaration
+
+            self.params = check_declaration(name, params)
         self._tasks: dict[str, Task] = {}
         self._order: list[str] | None = None
         #: ``retry=N`` -> its policy: one frozen value shared by every task given the same N

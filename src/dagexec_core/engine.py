@@ -37,7 +37,8 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import events, provenance
+from . import events, provenance, tasklogs
+from . import params as run_params
 from .config import Config
 from .context import TaskContext
 from .dag import Dag, Task, chosen_branches
@@ -211,6 +212,13 @@ class Run:
         self.replay = tuple(replay)
         self.handle = handle
         self.blackboard: dict[str, Any] = {}
+        #: The run's parameters, read-only (``ctx.params``); set when the run opens (`params.attach`).
+        self.run_params: Mapping[str, Any] = run_params.EMPTY
+        #: Task logs kept for storage (`tasklogs`), None when the storage keeps none; `open_logs` is its
+        #: attempts in flight, checked before any per-attempt work.
+        self.task_logs: tasklogs.RunLogs | None = None
+        self.open_logs: dict[str, tasklogs.AttemptLog] = {}
+        self.capture_logs = False
         self.cancelling = False
         self.waiting = False  # the loop waits for a wake-up (and no breaker)
         self.step_error: BaseException | None = None  # raised in a step taken in a done-callback
@@ -498,6 +506,9 @@ class Run:
         self._resolve_stages()
         if self.handle is not None:
             self.handle._bind(self, self.loop)
+        self.task_logs = tasklogs.start(self)
+        if self.task_logs is not None:
+            self.open_logs, self.capture_logs = self.task_logs.open, self.task_logs.capture
         try:
             if self.resumed_from:
                 self._open_resumed()
@@ -521,6 +532,7 @@ class Run:
                 self.executor.shutdown(cancel=self.cancelling)
             status = self._final_status()
             self._flush()
+            tasklogs.finish(self.task_logs)
             self.storage.finish_run(self.run_id, status, time.time(), self.counts())
         except BaseException:
             # Leave the run resumable: whatever was persisted stays, the lock goes.
@@ -529,6 +541,8 @@ class Run:
             except Exception:  # pragma: no cover - storage already broken
                 pass
             raise
+        finally:
+            tasklogs.stop(self.task_logs)
         report = RunReport(self, status)
         self._emit_event("dagexec_run_finished", run=self, report=report)
         return report
@@ -624,6 +638,8 @@ class Run:
     def _flush(self) -> None:
         if self.rows:
             rows, self.rows = self.rows, []
+            if self.task_logs is not None and self.task_logs.rows:
+                self.task_logs.flush()  # the logs of the attempts this step ends
             self.storage.write(self.run_id, rows)
 
     def _submit(self, i: int) -> None:
@@ -643,6 +659,8 @@ class Run:
                 context.run(self.hook.dagexec_task_started, run=self, task=task, attempt=attempt)
             except Exception as exc:
                 raise hook_error(self.pm, "dagexec_task_started", exc) from exc
+        if self.capture_logs:  # --capture: the body's prints go to the attempt's log
+            context = tasklogs.route_capture(self.task_logs, context, task.name, attempt)  # type: ignore[arg-type]
         try:
             fut = self.executor.submit(task, kwargs, task.timeout, context)
         except Exception as exc:  # the executor refused the task (cannot pickle it, ...)
@@ -676,6 +694,8 @@ class Run:
             timer.cancel()
         self.running -= 1
         task = self.tasks[i]
+        if self.open_logs:
+            self.task_logs.close(task.name)  # type: ignore[union-attr]
         exc: BaseException | None
         if fut.cancelled():
             if fut in self.timed_out:
@@ -767,7 +787,8 @@ class Run:
                 attempts=self.attempts[i],
                 error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
                 message=str(exc),
-                traceback="".join(traceback.format_exception(exc)),
+                traceback="".join(traceback.format_exception(exc))
+                + tasklogs.tail_text(self.task_logs, task.name, self.attempts[i]),
                 created_at=time.time(),
                 trace_id=self.blackboard.get(f"dagexec.trace_id:{task.name}") or self.trace_id,
             )
@@ -1131,7 +1152,9 @@ class Run:
             task_count=len(self.tasks),
             meta=self._code_meta(),
         )
+        given = run_params.attach(self, stored=None)  # a usage error before the run exists
         self.storage.create_run(info, [t.name for t in self.tasks], self._fingerprint())
+        run_params.store(self, given)
         self._start_roots(range(len(self.tasks)))
 
     def _code_meta(self) -> dict[str, Any]:
@@ -1176,6 +1199,7 @@ class Run:
             self._finish(j)
 
     def _open_resumed(self) -> None:
+        changed_params = run_params.attach(self, stored=self.storage.get_meta(self.run_id, run_params.META_KEY))
         info, records, fingerprint = self.storage.resume_run(self.run_id)
         if info.dag_name != self.dag.name:
             raise DagChangedError(
@@ -1305,6 +1329,7 @@ class Run:
             self.storage.put_meta(
                 self.run_id, CRASH_META, {"count": crash, "in_flight": in_flight, "found_at": time.time()}
             )
+        run_params.store(self, changed_params)  # the DAG checks passed: the new parameters are the run's
         self._start_roots(range(len(self.tasks)))
         self._flush()
 
@@ -1465,9 +1490,12 @@ async def arun(
     persist: bool | None = None,
     handle: RunHandle | None = None,
     replay: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    change_params: bool | None = None,
     **options: Any,
 ) -> RunReport:
     """Run ``dag`` on the running event loop; see `run`."""
+    options.update(run_params.as_options(params, change_params))
     gc_was_enabled = gc.isenabled()
     gc.disable()  # until the task table is built: Run.execute turns it back on
     try:
@@ -1500,14 +1528,18 @@ def run(
     handle: RunHandle | None = None,
     replay: Sequence[str] = (),
     signals: bool = True,
+    params: Mapping[str, Any] | None = None,
+    change_params: bool | None = None,
     **options: Any,
 ) -> RunReport:
     """Run ``dag`` to the end and return its `RunReport`.
 
     ``state`` is the SQLite file (default ``.dagexec/state.db``); ``":memory:"``
     or ``persist=False`` keeps nothing. ``resume=RUN_ID`` continues a stored
-    run. SIGINT/SIGTERM cancel the run gracefully (a second one stops it at
-    once) when called from the main thread.
+    run. ``params`` are the run's parameters (``ctx.params``, docs/parameters.md);
+    a resume keeps the stored ones and refuses others unless ``change_params=True``.
+    SIGINT/SIGTERM cancel the run gracefully (a second one stops it at once) when
+    called from the main thread.
     """
     import signal
     import threading
@@ -1541,6 +1573,8 @@ def run(
                 persist=persist,
                 handle=handle,
                 replay=replay,
+                params=params,
+                change_params=change_params,
                 **options,
             )
         finally:

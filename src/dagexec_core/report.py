@@ -313,7 +313,7 @@ def run_data(
             }
             for e in dead_letters
         ],
-        # ctx.params is not stored yet: the page shows this section empty, ready for it
+        # the run's parameters (ctx.params), kept under this meta key (params.META_KEY)
         "params": meta.pop("params", None),
         "meta": meta,
         "trace_url": trace_url,
@@ -323,7 +323,7 @@ def run_data(
 def _known_meta(storage: Storage, run_id: str, names: Sequence[str]) -> dict[str, Any]:
     """The meta values a storage without ``run_history`` can still be asked for by key."""
     found: dict[str, Any] = {}
-    for key in ["branches", *(f"loop:{n}" for n in names)]:
+    for key in ["params", "branches", *(f"loop:{n}" for n in names)]:
         value = storage.get_meta(run_id, key)
         if value is not None:
             found[key] = value

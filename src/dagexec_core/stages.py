@@ -130,6 +130,16 @@ class Storage(Protocol):
         Optional, not part of the protocol check: ``run_history(run_id) -> RunHistory``, every
         dependency list, state change and meta value of a run, read by ``dagexec report``. Storage
         without it gets a report drawn from its records alone (one bar per task, no edges).
+
+        Optional, not part of the protocol check: ``write_logs(run_id, rows)``, the task logs of the
+        attempts a scheduler step ends (`dagexec_core.tasklogs.LogRow` tuples), called just before
+        that step's `write`; ``read_logs(run_id, task=None, attempt=None, after=0, records=True)``, the
+        logged attempts of a run oldest first, as dicts with ``id``, ``task``, ``attempt``, ``written_at``,
+        ``lines``, ``dropped`` and (with ``records``) ``records``; ``prune(older_than=None, keep=None, vacuum=False)``,
+        delete finished runs started before the ``older_than`` timestamp and/or beyond the newest
+        ``keep``, with everything kept for them, returning their ids. Storage without ``write_logs``
+        keeps no task logs (``ctx.log`` still logs, ``--capture`` is ignored); ``dagexec logs`` and
+        ``dagexec prune`` say the storage cannot when the others are missing (docs/logs.md).
         """
 
     def list_runs(self, limit: int = 20) -> list[RunInfo]: ...

@@ -29,6 +29,8 @@ import pickle
 import sys
 import time
 import traceback
+import types
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -70,13 +72,27 @@ class ProcessContext:
     run, its blackboard and events) stays in the parent process.
     """
 
-    def __init__(self, run_id: str, task: str, attempt: int, timeout: float | None, outputs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        task: str,
+        attempt: int,
+        timeout: float | None,
+        outputs: dict[str, Any],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         self.run_id = run_id
         self.task = task
         self.attempt = attempt
         self.timeout = timeout
         self.outputs = outputs
+        self._params = dict(params or {})  # a plain dict travels to the worker; a mapping proxy cannot be pickled
         self._deadline: float | None = None
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The run's parameters, read-only (docs/parameters.md)."""
+        return types.MappingProxyType(self._params)
 
     def _start(self) -> None:
         if self.timeout is not None:
@@ -307,7 +323,7 @@ class ProcessExecutor:
         ctx = kwargs.get("ctx")
         if isinstance(ctx, TaskContext):
             outputs = {d: ctx.run.output_of(d, None) for d in task.deps}
-            kwargs["ctx"] = ProcessContext(ctx.run_id, task.name, ctx.attempt, timeout, outputs)
+            kwargs["ctx"] = ProcessContext(ctx.run_id, task.name, ctx.attempt, timeout, outputs, ctx.params)
         try:
             pickle.dumps(fn)
         except Exception as exc:

@@ -61,6 +61,8 @@ from dagexec_core.outputs import JsonSerializer, Serializer
 from dagexec_core.stages import DeadLetter, RecordRow, RunInfo, fingerprint_digest, fingerprint_text
 from dagexec_core.state import TaskRecord, TaskState
 
+from . import sqlite_logs
+
 log = logging.getLogger("dagexec.sqlite")
 
 #: ``PRAGMA application_id`` of every dagexec state file ("dagx").
@@ -1161,6 +1163,31 @@ class SqliteStorage:
 
     def __repr__(self) -> str:
         return f"<SqliteStorage {str(self.path)!r} durability={self.durability}>"
+
+    # -- task logs and pruning (sqlite_logs) -------------------------------------------
+
+    def write_logs(self, run_id: str, rows: Sequence[Any]) -> None:
+        """The logs of the attempts a step ends (the optional `Storage.write_logs`), just before its write."""
+        with self._tx("write task logs to") as conn:
+            sqlite_logs.write(conn, run_id, rows)
+
+    def read_logs(
+        self, run_id: str, task: str | None = None, attempt: int | None = None, after: int = 0, records: bool = True
+    ) -> Any:
+        """The logged attempts of a run, oldest first (the optional `Storage.read_logs`)."""
+        self.get_run(run_id)
+        with self._lock:
+            return sqlite_logs.read(self.conn, run_id, task, attempt, after, records)
+
+    def prune(self, older_than: float | None = None, keep: int | None = None, vacuum: bool = False) -> list[str]:
+        """Delete old finished runs with their records, dead letters, meta and logs (the optional `Storage.prune`)."""
+        live = [r.run_id for r in self.list_runs(1 << 30) if r.status == "running"]
+        with self._tx("prune", "BEGIN IMMEDIATE") as conn:
+            gone = sqlite_logs.prune(conn, older_than=older_than, keep=keep, protect=live)
+        if vacuum:
+            with self._lock:
+                self.conn.execute("VACUUM")
+        return gone
 
     # -- reports ---------------------------------------------------------------------
 

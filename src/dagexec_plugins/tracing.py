@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -89,6 +90,13 @@ def _error_type(error: BaseException | str | None) -> str:
         if head and " " not in head:
             return head
     return "_OTHER"
+
+
+def _attribute_value(value: Any) -> Any:
+    """A parameter as a span attribute: str, bool, int and float as they are, anything else as JSON."""
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    return json.dumps(value, sort_keys=True)
 
 
 def _is_timeout(error: BaseException | str | None) -> bool:

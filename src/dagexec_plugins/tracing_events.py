@@ -30,6 +30,7 @@ from .tracing import (
     TASK_NAME,
     TASK_RESULT,
     TASK_RUN_ID,
+    _attribute_value,
     _error_type,
     _is_timeout,
     _ns,
@@ -97,6 +98,8 @@ class TraceEvents:
         }
         if run.resumed_from:
             attributes["dagexec.resumed"] = True
+        for key, value in getattr(run, "run_params", {}).items():  # docs/parameters.md
+            attributes[f"dagexec.param.{key}"] = _attribute_value(value)
         parent = None
         if not trace.get_current_span().get_span_context().is_valid and os.environ.get("TRACEPARENT"):
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator

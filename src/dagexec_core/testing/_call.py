@@ -41,7 +41,8 @@ class CallRun:
         self.dag = dag
         self.run_id = run_id
         self.outputs: dict[str, Any] = dict(outputs or {})
-        self.params: Mapping[str, Any] = types.MappingProxyType(dict(params or {}))
+        #: ``ctx.params`` reads it, as it reads the run's parameters in a run.
+        self.run_params: Mapping[str, Any] = types.MappingProxyType(dict(params or {}))
         self.events: dict[str, Any] = dict(events or {})
         self.task_state: dict[str, Any] = dict(state or {})
         self.blackboard: dict[str, Any] = {}
@@ -99,16 +100,6 @@ class _CallContext(TaskContext):
     """A `TaskContext` over a `CallRun`."""
 
     __slots__ = ()
-
-
-if not hasattr(TaskContext, "params"):  # pragma: no branch - until TaskContext has ``params`` itself
-
-    def _params(self: TaskContext) -> Mapping[str, Any]:
-        """The run's parameters: read-only (given to `task_context` as ``params=``)."""
-        params: Mapping[str, Any] = getattr(self.run, "params", types.MappingProxyType({}))
-        return params
-
-    _CallContext.params = property(_params)  # type: ignore[attr-defined]
 
 
 def _task(dag: Dag, name: str) -> Task:
