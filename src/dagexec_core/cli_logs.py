@@ -7,12 +7,14 @@ import json
 import re
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .plugins import PluginManager
-from .stages import Storage
 from .tasklogs import format_entry
+
+if TYPE_CHECKING:  # pluggy and attrs are not imported by `dagexec --version` (tests/test_cold_imports.py)
+    from .plugins import PluginManager
+    from .stages import Storage
 
 EXIT_OK = 0
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
