@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .api import run as run_dag
 from .cli_common import (
     CLI_DEFAULTS,
     EXIT_FAILED,
@@ -31,9 +32,8 @@ from .cli_common import (
 )
 from .config import Config
 from .dag import Dag
-from .engine import run as run_dag
 from .errors import NOT_FOUND_ERRORS, DagexecError, DagValidationError, PluginError, UsageError
-from .plugins import PluginManager, build_plugin_manager
+from .plugins import PluginManager, build_plugin_manager, configured
 
 log = logging.getLogger("dagexec")
 
@@ -125,11 +125,8 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -
     config = Config(pm, run_options(args), dag_path=path, defaults=CLI_DEFAULTS)
     if config.getoption("persist") is False:
         config.options["state"] = ":memory:"
-    pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
-    try:
+    with configured(config):
         report = run_dag(dag, config=config, resume=args.resume)
-    finally:
-        pm.hook.dagexec_unconfigure(config=config)
     return report_exit(report, args)
 
 

@@ -17,13 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .api import run as run_dag
 from .cli_common import CLI_DEFAULTS, add_plugin_options, add_run_options, load_dags, pick_dag, report_exit, run_options
 from .config import Config
 from .dag import Dag
-from .engine import run as run_dag
 from .errors import PluginError, RunNotFoundError, UsageError
 from .patterns import recorded_branches
-from .plugins import PluginManager, build_plugin_manager, call_hook
+from .plugins import PluginManager, build_plugin_manager, call_hook, configured
 from .provenance import check_unchanged, recorded_code
 from .stages import DeadLetter, DeadLetterQueue, RunInfo, Storage
 from .state import TaskRecord
@@ -125,8 +125,7 @@ def open_state(args: argparse.Namespace, read_only: bool = False) -> Iterator[tu
         options["state"] = args.state
     pm = build_plugin_manager(plugin_args=args.plugin_args)
     config = Config(pm, options)
-    pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
-    try:
+    with configured(config):
         storage: Storage | None = call_hook(pm, "dagexec_storage", config=config)
         if storage is None or not getattr(storage, "persistent", False):
             raise PluginError(
@@ -134,8 +133,6 @@ def open_state(args: argparse.Namespace, read_only: bool = False) -> Iterator[tu
                 f"is the 'sqlite' plugin blocked?"
             )
         yield config, storage
-    finally:
-        pm.hook.dagexec_unconfigure(config=config)
 
 
 def dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQueue:
@@ -182,11 +179,8 @@ def _continue(
     run_pm = build_plugin_manager(plugin_args=args.plugin_args, dag_path=path)
     options = {k: v for k, v in run_options(args).items() if k not in _NOT_OPTIONS}
     config = Config(run_pm, options, dag_path=path, defaults=CLI_DEFAULTS)
-    run_pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
-    try:
+    with configured(config):
         report = run_dag(dag, config=config, resume=run_id, replay=replay)
-    finally:
-        run_pm.hook.dagexec_unconfigure(config=config)
     return report_exit(report, args), report
 
 

@@ -95,7 +95,7 @@ def plugin_options(pm: pluggy.PluginManager) -> dict[str, argparse.Action]:
 
 def run_parameters() -> set[str]:
     """The keyword parameters of `run()` and `arun()` that carry options (``state``, ``concurrency``...)."""
-    from .engine import arun, run
+    from .api import arun, run
 
     names: set[str] = set()
     for fn in (run, arun):

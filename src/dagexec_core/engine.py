@@ -32,7 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -53,9 +53,14 @@ from .errors import (
 )
 from .outputs import IDENTITY_TYPES, JsonSerializer, Serializer, encode_output, output_error
 from .plugins import call_hook, hook_error
+from .results import RunReport
 from .retry import RetryPolicy
 from .stages import CircuitBreaker, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
 from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
+
+if TYPE_CHECKING:
+    from .api import RunHandle
+    from .view import RunView
 
 log = logging.getLogger("dagexec")
 
@@ -89,105 +94,11 @@ def new_run_id() -> str:
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-class RunHandle:
-    """Control a run from outside: cancel it, send it events. Thread-safe.
-
-    Pass one to `run`/`arun` as ``handle=``; it may be used before the run
-    starts (a cancel then stops the run as soon as it starts).
-    """
-
-    def __init__(self) -> None:
-        self._run: Run | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
-        self.run_id: str | None = None
-
-    def _bind(self, run: Run, loop: asyncio.AbstractEventLoop) -> None:
-        self._run, self._loop, self.run_id = run, loop, run.run_id
-        for name, args in self._pending:
-            getattr(run, name)(*args)
-        self._pending.clear()
-
-    def _call(self, name: str, *args: Any) -> None:
-        if self._run is None or self._loop is None:
-            self._pending.append((name, args))
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            getattr(self._run, name)(*args)
-        else:
-            self._loop.call_soon_threadsafe(getattr(self._run, name), *args)
-
-    def cancel(self, grace_period: float | None = None) -> None:
-        """Stop launching tasks; running ones get ``grace_period`` seconds, then are cancelled."""
-        self._call("cancel", grace_period)
-
-    def emit(self, event: str, payload: Any = None) -> None:
-        """Deliver ``event`` to tasks of the run waiting for it."""
-        self._call("emit", event, payload)
-
-
-class RunReport:
-    """The outcome of a run. Records and outputs are built on first access."""
-
-    def __init__(self, run: Run, status: str) -> None:
-        self.run_id = run.run_id
-        self.dag_name = run.dag.name
-        self.status = status
-        #: The run is kept in a state file (it can be resumed and replayed).
-        self.persisted: bool = run.persist
-        self.started_at = run.started_at
-        self.finished_at = time.time()
-        self._run = run
-        self._records: dict[str, TaskRecord] | None = None
-        self._outputs: dict[str, Any] | None = None
-        self.metrics: dict[str, Any] = run.metrics_snapshot()
-
-    @property
-    def ok(self) -> bool:
-        """Every task completed, or was skipped with nothing failed (a branch not taken, a trigger rule)."""
-        return self._run.all_done_ok()
-
-    @property
-    def records(self) -> dict[str, TaskRecord]:
-        if self._records is None:
-            self._records = {t.name: self._run.record(i) for i, t in enumerate(self._run.tasks)}
-        return self._records
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        if self._outputs is None:
-            r = self._run
-            self._outputs = {t.name: r.outputs[i] for i, t in enumerate(r.tasks) if r.states[i] is COMPLETED}
-        return self._outputs
-
-    @property
-    def failed(self) -> list[str]:
-        r = self._run
-        return [t.name for i, t in enumerate(r.tasks) if r.states[i] in FAILED_STATES]
-
-    def count(self, state: TaskState | str) -> int:
-        return self._run.count(TaskState(state))
-
-    def counts(self) -> dict[str, int]:
-        return self._run.counts()
-
-    @property
-    def duration(self) -> float:
-        return self.finished_at - self.started_at
-
-    def __repr__(self) -> str:
-        return f"<RunReport {self.run_id} {self.status} {self.counts()}>"
-
-
 class Run:
-    """One execution of a DAG. Plugins receive it as ``run`` in event hooks.
+    """One execution of a DAG: the engine's implementation, not a public class.
 
-    Public: ``run_id``, ``dag``, ``config``, ``resumed_from``, ``started_at``,
-    ``blackboard``, ``cancelling``, ``trace_id``, ``record_trace_id``, `output_of`, `emit`.
+    Hooks receive it as ``run``, typed and documented as `RunView` (its
+    public face); everything else here is the engine's own.
     """
 
     def __init__(
@@ -223,6 +134,8 @@ class Run:
         #: On resume only: the stored trace id of each task this invocation kept as it was, and
         #: `_THIS_INVOCATION` for the others (`record` then answers `record_trace_id`).
         self.trace_ids: list[Any] | None = None
+        #: The trace of each task's latest attempt, when a tracing plugin says (`set_trace_ids`): its dead letter's.
+        self.task_trace_ids: dict[str, str] = {}
         self.serializer: Serializer = config.getoption("serializer") or JsonSerializer()
         #: Without persistence, still hand dependents the JSON round trip of each output (docs/reliability.md).
         self.check_outputs = config.getoption("check_outputs", True) is not False
@@ -295,8 +208,28 @@ class Run:
         self._h_task_finished = self._h_task_dead_lettered = self._h_run_finished = False
 
     # ------------------------------------------------------------------
-    # public helpers used by TaskContext and plugins
+    # the plugins' face (`RunView`) and helpers used by TaskContext
     # ------------------------------------------------------------------
+
+    @property
+    def task_count(self) -> int:
+        return len(self.tasks)
+
+    def breaker_state(self, group: str) -> str | None:
+        breaker = self.breakers.get(group)
+        return None if breaker is None else breaker.state
+
+    def last_error(self, task: str) -> BaseException | None:
+        i = self.index.get(task)
+        return None if i is None else self.last_exc.get(i)
+
+    def set_trace_ids(self, invocation: str, *, run: str | None = None, task: str | None = None) -> None:
+        if task is not None:
+            self.task_trace_ids[task] = invocation
+            return
+        if self.trace_id is None:
+            self.trace_id = run or invocation
+        self.record_trace_id = invocation
 
     def output_of(self, name: str, default: Any = _MISSING) -> Any:
         i = self.index.get(name)
@@ -767,7 +700,7 @@ class Run:
                 message=str(exc),
                 traceback="".join(traceback.format_exception(exc)),
                 created_at=time.time(),
-                trace_id=self.blackboard.get(f"dagexec.trace_id:{task.name}") or self.trace_id,
+                trace_id=self.task_trace_ids.get(task.name) or self.trace_id,
             )
             self._flush()  # the FAILED record is durable before the entry points at it
             self.dlq.push(entry)
@@ -1342,6 +1275,12 @@ class Run:
         self._flush()
 
 
+if TYPE_CHECKING:
+
+    def _keeps_the_view_promises(run: Run) -> RunView:  # mypy checks that `Run` follows `RunView`
+        return run
+
+
 #: Run metadata key: the tasks the last crash of a run's driver caught in flight, and how many crashes so far.
 CRASH_META = "dagexec.crashes"
 
@@ -1394,144 +1333,13 @@ def _tag_breaker(task: Task, breaker_tags: Mapping[str, str]) -> Task:
     return task
 
 
-# ---------------------------------------------------------------------------
-# entry points
-# ---------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """`run`, `arun` and `RunHandle` moved to `api` (and `RunReport` to `results`); importable here as before."""
+    if name in ("run", "arun", "RunHandle"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _make_config(
-    dag: Dag,
-    *,
-    state: str | None,
-    concurrency: int | None,
-    plugins: Sequence[object],
-    config: Config | None,
-    persist: bool | None,
-    options: Mapping[str, Any],
-) -> tuple[Config, bool]:
-    from pathlib import Path
-
-    from .plugins import build_plugin_manager
-
-    opts = dict(options)
-    if state is not None:
-        opts["state"] = str(state)
-    if concurrency is not None:
-        opts["concurrency"] = concurrency
-    if persist is not None:
-        opts["persist"] = persist
-    if opts.get("state") == ":memory:":
-        opts["persist"] = False
-    if config is not None:
-        for k, v in opts.items():
-            config.options[k] = v
-        return config, False
-    dag_path = Path(dag.source_file) if dag.source_file else None
-    pm = build_plugin_manager(plugins=plugins, plugin_args=opts.pop("plugin_args", ()), dag_path=dag_path)
-    cfg = Config(pm, opts, dag_path=dag_path)
-    if cfg.getoption("persist") is False:
-        cfg.options["state"] = ":memory:"
-    try:
-        pm.hook.dagexec_configure.call_historic(kwargs={"config": cfg})
-    except Exception as exc:
-        raise hook_error(pm, "dagexec_configure", exc) from exc
-    return cfg, True
-
-
-async def arun(
-    dag: Dag,
-    *,
-    state: str | None = None,
-    concurrency: int | None = None,
-    resume: str | None = None,
-    plugins: Sequence[object] = (),
-    config: Config | None = None,
-    persist: bool | None = None,
-    handle: RunHandle | None = None,
-    replay: Sequence[str] = (),
-    **options: Any,
-) -> RunReport:
-    """Run ``dag`` on the running event loop; see `run`."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # until the task table is built: Run.execute turns it back on
-    try:
-        dag.validate()
-        cfg, owned = _make_config(
-            dag, state=state, concurrency=concurrency, plugins=plugins, config=config, persist=persist, options=options
-        )
-        try:
-            r = Run(dag, cfg, resume=resume, replay=replay, handle=handle)
-            r.gc_was_enabled = gc_was_enabled
-            return await r.execute()
-        finally:
-            if owned:
-                cfg.pluginmanager.hook.dagexec_unconfigure(config=cfg)
-    finally:
-        gc.unfreeze()
-        if gc_was_enabled:
-            gc.enable()
-
-
-def run(
-    dag: Dag,
-    *,
-    state: str | None = None,
-    concurrency: int | None = None,
-    resume: str | None = None,
-    plugins: Sequence[object] = (),
-    config: Config | None = None,
-    persist: bool | None = None,
-    handle: RunHandle | None = None,
-    replay: Sequence[str] = (),
-    signals: bool = True,
-    **options: Any,
-) -> RunReport:
-    """Run ``dag`` to the end and return its `RunReport`.
-
-    ``state`` is the SQLite file (default ``.dagexec/state.db``); ``":memory:"``
-    or ``persist=False`` keeps nothing. ``resume=RUN_ID`` continues a stored
-    run. SIGINT/SIGTERM cancel the run gracefully (a second one stops it at
-    once) when called from the main thread.
-    """
-    import signal
-    import threading
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise UsageError("run() was called inside a running event loop; use `await arun(dag, ...)` there")
-    handle = handle or RunHandle()
-
-    async def main() -> RunReport:
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        if signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.add_signal_handler(sig, handle.cancel)
-                    installed.append(sig)
-                except (NotImplementedError, RuntimeError):  # pragma: no cover - non-unix
-                    pass
-        try:
-            return await arun(
-                dag,
-                state=state,
-                concurrency=concurrency,
-                resume=resume,
-                plugins=plugins,
-                config=config,
-                persist=persist,
-                handle=handle,
-                replay=replay,
-                **options,
-            )
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-
-    return asyncio.run(main())
-
-
-__all__ = ["Run", "RunHandle", "RunReport", "arun", "run", "new_run_id"]
+__all__ = ["Run", "RunReport", "new_run_id"]

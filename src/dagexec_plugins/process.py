@@ -32,11 +32,16 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
-from dagexec_core.context import TaskContext
-from dagexec_core.dag import Task
-from dagexec_core.errors import DagexecError, TaskPicklingError, TaskTimeoutError, UsageError
+from dagexec_core import (
+    Config,
+    DagexecError,
+    Task,
+    TaskContext,
+    TaskPicklingError,
+    TaskTimeoutError,
+    UsageError,
+    hookimpl,
+)
 
 log = logging.getLogger("dagexec.process")
 
@@ -306,7 +311,7 @@ class ProcessExecutor:
         kwargs = dict(kwargs)
         ctx = kwargs.get("ctx")
         if isinstance(ctx, TaskContext):
-            outputs = {d: ctx.run.output_of(d, None) for d in task.deps}
+            outputs = {d: ctx.get(d, None) for d in task.deps}
             kwargs["ctx"] = ProcessContext(ctx.run_id, task.name, ctx.attempt, timeout, outputs)
         try:
             pickle.dumps(fn)

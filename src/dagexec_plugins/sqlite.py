@@ -47,19 +47,25 @@ from typing import Any
 import attrs
 import sqlite_utils
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
-from dagexec_core.errors import (
+from dagexec_core import (
+    Config,
+    DeadLetter,
     DeadLetterNotFoundError,
+    JsonSerializer,
+    RecordRow,
+    RunInfo,
     RunLockedError,
     RunNotFoundError,
+    Serializer,
     StateFileError,
     StateFileMissingError,
+    TaskRecord,
+    TaskState,
     UsageError,
+    fingerprint_digest,
+    fingerprint_text,
+    hookimpl,
 )
-from dagexec_core.outputs import JsonSerializer, Serializer
-from dagexec_core.stages import DeadLetter, RecordRow, RunInfo, fingerprint_digest, fingerprint_text
-from dagexec_core.state import TaskRecord, TaskState
 
 log = logging.getLogger("dagexec.sqlite")
 
@@ -1171,7 +1177,7 @@ class SqliteStorage:
         Read only, for ``dagexec report``: the log holds each step's whole record, so the entries give
         every attempt's start and end; entries written before schema 4 carry no start or end.
         """
-        from dagexec_core.stages import RunHistory
+        from dagexec_core import RunHistory
 
         self.get_run(run_id, counts=False)
         names, parts = self._task_names_and_parts(run_id)
