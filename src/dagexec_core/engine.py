@@ -54,6 +54,7 @@ from .errors import (
 from .outputs import IDENTITY_TYPES, JsonSerializer, Serializer, encode_output, output_error
 from .plugins import call_hook, hook_error
 from .results import RunReport
+from .resume import CRASH_META, base_name, plan_resume
 from .retry import RetryPolicy
 from .stages import CircuitBreaker, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
 from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
@@ -1101,139 +1102,55 @@ class Run:
             )
         self.started_at = info.started_at
         self.trace_id = info.trace_id
-        # The DAG the run was created with, unchanged (same digest): no stored dependency list is read.
-        from .stages import fingerprint_digest
-
-        digest = getattr(fingerprint, "digest", None)
-        same_dag = digest is not None and digest == fingerprint_digest({t.name: t.deps for t in self.tasks})
-        changed: list[str] = []
-        for name, rec in records.items():
-            if rec.state is not COMPLETED:
-                continue
-            if name not in self.index:
-                if _is_mapped_name(name, self.index):
-                    continue
-                changed.append(f"completed task {name!r} is no longer in the DAG")
-            elif not same_dag and list(self.tasks[self.index[name]].deps) != list(fingerprint.get(name, [])):
-                changed.append(
-                    f"dependencies of completed task {name!r} changed from {list(fingerprint.get(name, []))} "
-                    f"to {list(self.tasks[self.index[name]].deps)}"
-                )
-        if changed:
-            raise DagChangedError(
-                f"run {self.run_id} of DAG {self.dag.name!r} cannot be resumed: "
-                + "; ".join(changed)
-                + "; start a new run instead"
-            )
-        replay = set(self.replay)
-        unknown = replay - set(self.index)
-        if unknown:
-            raise UsageError(f"cannot replay {sorted(unknown)}: not tasks of DAG {self.dag.name!r}")
-        to_reset: set[int] = set()
-        for name in replay:
-            i = self.index[name]
-            to_reset.add(i)
-            stack = [i]
-            while stack:
-                for c in self.children[stack.pop()]:
-                    child = records.get(self.tasks[c].name)
-                    if (
-                        c not in to_reset
-                        and child is not None
-                        and child.state in (SKIPPED, FAILED, DEAD_LETTERED, CANCELLED)
-                    ):
-                        to_reset.add(c)
-                        stack.append(c)
-        new_names: list[str] = []
-        for name, rec in records.items():
-            if name not in self.index:
-                self.stored_extra[name] = rec
-        crashed: list[int] = []
-        # The crash that ended the last invocation: the tasks it caught in flight (their records are RUNNING).
-        previous = _previous_crash(self.storage.get_meta(self.run_id, CRASH_META))
-        in_flight: dict[str, list[Any]] = {}
-        replayed = {self.tasks[i].name for i in to_reset}
-        for name, rec in records.items():
-            if rec.state is RUNNING and name not in self.index and _base_name(name) not in replayed:
-                in_flight[name] = [rec.attempts, rec.started_at]  # a mapped element (re-made when its map expands)
-                if _caught_again(previous, name, rec.started_at):
-                    self.poison_elements[name] = self._poison_message(name, previous, in_flight[name])
+        plan = plan_resume(
+            run_id=self.run_id,
+            dag_name=self.dag.name,
+            tasks=self.tasks,
+            records=records,
+            fingerprint=fingerprint,
+            crash_meta=self.storage.get_meta(self.run_id, CRASH_META),
+            replay=self.replay,
+            now=time.time(),
+        )
+        self.stored_extra = plan.stored_extra
+        self.poison_elements = plan.poison_elements
+        self.interrupted = plan.poison
         trace_ids: list[Any] = [_THIS_INVOCATION] * len(self.tasks)
         self.trace_ids = trace_ids
-        for i, task in enumerate(self.tasks):
-            found = records.get(task.name)
-            if found is None:
-                new_names.append(task.name)
-                continue
-            rec = found
-            self.attempts[i] = rec.attempts
-            self.started[i], self.finished[i] = rec.started_at, rec.finished_at
-            self.errors[i] = rec.error
-            state = rec.state
-            if i in to_reset:
-                state = PENDING
-                self.attempts[i] = 0
-                self.errors[i] = None
-                for k in [k for k in self.stored_extra if k.startswith(task.name + "[")]:
-                    del self.stored_extra[k]
-            elif state is COMPLETED:
-                self.outputs[i] = rec.output
-            elif state in (RUNNING, RETRYING, READY, CANCELLED):
-                # A map collector's attempt is its elements': it expands again, reusing completed ones;
-                # a resumable task (a loop) continues from its own checkpoint.
-                if state is RUNNING and task.map_over is None:
-                    # Cut short by the crash of the process driving the run: that attempt does not count,
-                    # unless the task was in flight at the crash before too (the likely cause).
-                    in_flight[task.name] = [rec.attempts, rec.started_at]
-                    if _caught_again(previous, task.name, rec.started_at):
-                        crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
-                        self.interrupted.append((i, self._poison_message(task.name, previous, in_flight[task.name])))
-                    else:
-                        self.attempts[i] = max(0, rec.attempts - 1)
-                if i not in crashed:
-                    state = PENDING
-            self.states[i] = state
-            if state is rec.state and state in TERMINAL_STATES and i not in crashed:
-                trace_ids[i] = rec.trace_id  # kept as stored: it keeps the trace that wrote it
-            if self.persist and state is not rec.state:
+        for i, tp in enumerate(plan.tasks):
+            self.states[i] = tp.state
+            self.attempts[i] = tp.attempts
+            self.started[i], self.finished[i] = tp.started_at, tp.finished_at
+            self.errors[i] = tp.error
+            self.outputs[i] = tp.output
+            if tp.kept:
+                trace_ids[i] = tp.trace_id  # kept as stored: it keeps the trace that wrote it
+            if self.persist and tp.changed:
                 self.rows.append(
                     (
-                        task.name,
-                        state.value,
-                        self.attempts[i],
-                        self.started[i],
-                        self.finished[i],
+                        self.tasks[i].name,
+                        tp.state.value,
+                        tp.attempts,
+                        tp.started_at,
+                        tp.finished_at,
                         None,
-                        self.errors[i],
+                        tp.error,
                         self.record_trace_id,
                     )
                 )
-        if new_names:
-            self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
+        if plan.new_names:
+            self.storage.add_tasks(self.run_id, plan.new_names, {n: list(self.dag[n].deps) for n in plan.new_names})
         self._remember_code(info)
-        if replayed and self.dlq is not None:
+        if plan.replayed and self.dlq is not None:
             # A replayed task leaves the dead-letter queue, however it is replayed (`dlq replay`, `--replay`,
             # `run(replay=...)`); one that fails again gets a fresh entry.
             for entry in self.dlq.list(self.run_id):
-                if _base_name(entry.task) in replayed:
+                if base_name(entry.task) in plan.replayed:
                     self.dlq.remove(entry.id)
-        if in_flight != previous["in_flight"]:  # the same records seen again are the same crash, not a new one
-            crash = previous["count"] + 1 if in_flight else previous["count"]
-            self.storage.put_meta(
-                self.run_id, CRASH_META, {"count": crash, "in_flight": in_flight, "found_at": time.time()}
-            )
+        if plan.crash_meta is not None:
+            self.storage.put_meta(self.run_id, CRASH_META, plan.crash_meta)
         self._start_roots(range(len(self.tasks)))
         self._flush()
-
-    def _poison_message(self, name: str, previous: Mapping[str, Any], now: Sequence[Any]) -> str:
-        n = int(previous["count"]) + 1
-        before = previous["in_flight"][name]
-        return (
-            f"task {name!r} was running at two consecutive crashes of the process driving run {self.run_id} "
-            f"(crash {n - 1}: attempt {before[0]} started {_utc(before[1])}; crash {n}: attempt {now[0]} "
-            f"started {_utc(now[1])}), so it is the likely cause and was not started a third time; fix it, "
-            f"then replay it: dagexec resume {self.run_id} --replay {_base_name(name)}"
-        )
 
     def _stamp_trace(self, stored: str | None) -> None:
         """After ``dagexec_run_started``: store the run's trace id if a plugin gave it one, and put this
@@ -1279,42 +1196,6 @@ if TYPE_CHECKING:
 
     def _keeps_the_view_promises(run: Run) -> RunView:  # mypy checks that `Run` follows `RunView`
         return run
-
-
-#: Run metadata key: the tasks the last crash of a run's driver caught in flight, and how many crashes so far.
-CRASH_META = "dagexec.crashes"
-
-
-def _previous_crash(stored: Any) -> dict[str, Any]:
-    """The stored `CRASH_META` value, or an empty one (none stored, or not of the expected shape)."""
-    if isinstance(stored, dict) and isinstance(stored.get("in_flight"), dict):
-        return {"count": int(stored.get("count") or 0), "in_flight": stored["in_flight"]}
-    return {"count": 0, "in_flight": {}}
-
-
-def _caught_again(previous: Mapping[str, Any], name: str, started_at: float | None) -> bool:
-    """Was ``name`` in flight at the previous crash too, in an attempt started before this one?
-
-    The same attempt (same start) seen again is the same crash seen twice (a resume that died before it
-    wrote anything), not a second crash."""
-    before = previous["in_flight"].get(name)
-    return before is not None and before[1] != started_at
-
-
-def _base_name(name: str) -> str:
-    base, sep, rest = name.partition("[")
-    return base if sep and rest.endswith("]") else name
-
-
-def _utc(ts: Any) -> str:
-    if not isinstance(ts, (int, float)):
-        return "at an unknown time"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _is_mapped_name(name: str, index: Mapping[str, int]) -> bool:
-    base, sep, rest = name.partition("[")
-    return bool(sep) and rest.endswith("]") and base in index
 
 
 def _describe(exc: BaseException) -> str:
