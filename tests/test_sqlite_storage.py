@@ -860,7 +860,7 @@ def _version_1_file(db: Path) -> None:
     """A state file as schema 1 wrote it: run r1 of simple_dag crashed with extract completed."""
     import sqlite_utils
 
-    from dagexec_plugins.sqlite import _migrate_to_1
+    from dagexec_plugins.sqlite.migrations import _migrate_to_1
 
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -977,9 +977,9 @@ def test_a_held_run_keeps_its_heartbeat_fresh_while_no_step_is_written(
 ) -> None:
     import time
 
-    import dagexec_plugins.sqlite as sqlite_plugin
+    import dagexec_plugins.sqlite.lock as sqlite_lock
 
-    monkeypatch.setattr(sqlite_plugin, "HEARTBEAT_EVERY", 0.01)
+    monkeypatch.setattr(sqlite_lock, "HEARTBEAT_EVERY", 0.01)
     db = tmp_path / "s.db"
     storage = SqliteStorage(db)
     storage.create_run(RunInfo("r1", "d", "running", 1.0), ["a"], {"a": []})

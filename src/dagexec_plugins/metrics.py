@@ -32,12 +32,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics
-
 from dagexec_core import TaskState, UsageError, __version__, hookimpl
 
 if TYPE_CHECKING:
     import argparse
+
+    # OpenTelemetry is imported only when metrics are on (`MetricEvents`): a run without them never loads it.
+    from opentelemetry import metrics
 
     from dagexec_core import Config, RunReport, RunView, Task, TaskRecord
 
@@ -112,6 +113,9 @@ class MetricEvents:
     """
 
     def __init__(self, meter: metrics.Meter) -> None:
+        from opentelemetry.metrics import Observation
+
+        self.Observation = Observation
         self.lock = threading.Lock()
         self.counts: dict[str, dict[tuple[str, str], int]] = {name: {} for name, _, _ in _COUNTERS}
         self.active: dict[str, int] = {}
@@ -137,16 +141,18 @@ class MetricEvents:
     def _observer(self, name: str) -> Any:
         counts = self.counts[name]
 
+        observation = self.Observation
+
         def observe(options: metrics.CallbackOptions) -> list[metrics.Observation]:
             return [
-                metrics.Observation(n, {"cicd.pipeline.name": dag, "cicd.pipeline.task.name": task})
+                observation(n, {"cicd.pipeline.name": dag, "cicd.pipeline.task.name": task})
                 for (dag, task), n in list(counts.items())
             ]
 
         return observe
 
     def _observe_active(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
-        return [metrics.Observation(n, {"cicd.pipeline.name": dag}) for dag, n in list(self.active.items())]
+        return [self.Observation(n, {"cicd.pipeline.name": dag}) for dag, n in list(self.active.items())]
 
     # -- events (the event loop) -------------------------------------------------
 

@@ -257,7 +257,9 @@ class ProcessExecutor:
     name = "process"
     enforces_timeout = True
 
-    def __init__(self, start_method: str = "spawn") -> None:
+    def __init__(self, start_method: str = "spawn", *, tracing: bool = False) -> None:
+        #: The tracing plugin is on: the attempt's trace context travels with it (tracing off never imports it).
+        self.tracing = tracing
         if start_method not in START_METHODS:
             raise UsageError(f"process_start_method={start_method!r} is not one of {', '.join(START_METHODS)}")
         self.mp: Any = multiprocessing.get_context(start_method)
@@ -334,7 +336,7 @@ class ProcessExecutor:
         modname = getattr(fn, "__module__", None) or "__main__"
         module = sys.modules.get(modname)
         modfile = getattr(module, "__file__", None)
-        return (task.name, modname, modfile, blob, _trace_carrier(context))
+        return (task.name, modname, modfile, blob, _trace_carrier(context) if self.tracing else {})
 
     def _spawn(self) -> _Worker:
         parent, child = self.mp.Pipe()
@@ -439,8 +441,8 @@ class ProcessExecutor:
 def _trace_carrier(context: Any) -> dict[str, str]:
     """The attempt span's W3C trace context, so spans a body makes in its worker join the run's trace.
 
-    The engine hands ``submit`` a context only when some plugin listens to
-    task starts; without the tracing plugin there is nothing to carry.
+    Called only when the tracing plugin is on (``ProcessExecutor.tracing``): with it off, the
+    plugin, and OpenTelemetry, are never imported.
     """
     if context is None:
         return {}
@@ -474,4 +476,7 @@ async def _with_deadline(task: Task, coro: Any, timeout: float | None) -> Any:
 def dagexec_executor(config: Config) -> ProcessExecutor | None:
     if config.getoption("executor") != "process":
         return None
-    return ProcessExecutor(start_method=str(config.getoption("process_start_method") or "spawn"))
+    return ProcessExecutor(
+        start_method=str(config.getoption("process_start_method") or "spawn"),
+        tracing=config.pluginmanager.get_plugin("tracing.events") is not None,
+    )
