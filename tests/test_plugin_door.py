@@ -71,3 +71,28 @@ def test_hooks_receive_an_object_that_keeps_the_run_view_promises(tmp_path: Path
     assert seen["start"] == (report.run_id, "door", 1, None, "ab" * 16)
     assert seen["one"] == ({"completed": 1}, 1, None)
     assert report.records["one"].trace_id == "ab" * 16
+
+
+def test_the_run_view_example_of_hooks_md_runs_as_a_dagplugins_py(tmp_path: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    section = (PLUGINS.parent.parent / "docs" / "hooks.md").read_text().split("## The run plugins see", 1)[1]
+    example = re.search(r"```python\n(.*?)```", section, re.S)
+    assert example is not None
+    (tmp_path / "dagplugins.py").write_text(example.group(1))
+    (tmp_path / "flow.py").write_text(
+        "from dagexec_core import Dag\ndag = Dag('flow')\ndag.add('a', lambda: 1)\ndag.add('b', lambda a: a, deps=['a'])\n"
+    )
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("dagexec")), "run", "flow.py", "-q"],
+        cwd=tmp_path,
+        env=dict(os.environ, DAGEXEC_DISABLE_PLUGIN_AUTOLOAD="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"run \S+: 0 of 2 tasks already done\n", proc.stdout), proc.stdout
