@@ -154,7 +154,7 @@ def _version_2_file(db: Path) -> None:
     import sqlite_utils
 
     from dagexec_core.stages import fingerprint_digest, fingerprint_text
-    from dagexec_plugins.sqlite import _migrate_to_1, _migrate_to_2
+    from dagexec_plugins.sqlite.migrations import _migrate_to_1, _migrate_to_2
 
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")

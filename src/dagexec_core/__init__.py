@@ -19,28 +19,59 @@ from .errors import (
     DagChangedError,
     DagexecError,
     DagValidationError,
+    DaskClusterError,
+    DaskConnectError,
+    DaskNoWorkersError,
+    DaskResourceTagError,
+    DaskWorkerLostError,
+    DaskWorkerVersionError,
+    DeadLetterNotFoundError,
     DuplicateTaskError,
     EventTimeoutError,
     MissingDependencyError,
     OutputSerializationError,
     PluginError,
+    PluginHookError,
+    PluginLoadError,
     RunLockedError,
+    RunNotFoundError,
     SelfDependencyError,
     StateFileError,
+    StateFileMissingError,
     TaskPicklingError,
     TaskTimeoutError,
+    UsageError,
 )
 
 if TYPE_CHECKING:
     from . import patterns
+    from .api import RunHandle, arun, run
     from .config import Config
     from .context import TaskContext
     from .dag import Dag, Task
-    from .engine import Run, RunHandle, RunReport, arun, run
     from .hookspecs import hookimpl, hookspec
+    from .outputs import JsonSerializer, Serializer
+    from .params import ParamsError
+    from .plugins import call_hook
+    from .results import RunReport
     from .retry import RetryPolicy
-    from .stages import DeadLetter, RunInfo
-    from .state import TaskRecord, TaskState
+    from .stages import (
+        CircuitBreaker,
+        Clock,
+        DeadLetter,
+        DeadLetterQueue,
+        HistoryEntry,
+        RecordRow,
+        RetryPolicyLike,
+        RunHistory,
+        RunInfo,
+        Storage,
+        TaskExecutor,
+        fingerprint_digest,
+        fingerprint_text,
+    )
+    from .state import FAILED_STATES, TERMINAL_STATES, TaskRecord, TaskState
+    from .view import RunView
 
 #: Where each lazily imported public name lives.
 _LAZY: dict[str, str] = {
@@ -49,18 +80,35 @@ _LAZY: dict[str, str] = {
     "TaskContext": ".context",
     "Dag": ".dag",
     "Task": ".dag",
-    "Run": ".engine",
-    "RunHandle": ".engine",
-    "RunReport": ".engine",
-    "arun": ".engine",
-    "run": ".engine",
+    "RunHandle": ".api",
+    "arun": ".api",
+    "run": ".api",
+    "RunReport": ".results",
     "hookimpl": ".hookspecs",
     "hookspec": ".hookspecs",
+    "JsonSerializer": ".outputs",
+    "Serializer": ".outputs",
+    "call_hook": ".plugins",
     "RetryPolicy": ".retry",
+    "CircuitBreaker": ".stages",
+    "Clock": ".stages",
     "DeadLetter": ".stages",
+    "DeadLetterQueue": ".stages",
+    "HistoryEntry": ".stages",
+    "RecordRow": ".stages",
+    "RetryPolicyLike": ".stages",
+    "RunHistory": ".stages",
     "RunInfo": ".stages",
+    "Storage": ".stages",
+    "TaskExecutor": ".stages",
+    "fingerprint_digest": ".stages",
+    "fingerprint_text": ".stages",
+    "FAILED_STATES": ".state",
+    "TERMINAL_STATES": ".state",
     "TaskRecord": ".state",
     "TaskState": ".state",
+    "RunView": ".view",
+    "ParamsError": ".params",
 }
 
 
@@ -84,8 +132,14 @@ def __dir__() -> list[str]:
 
 __version__ = "0.1.0"
 
+# The user's API, then what a plugin author needs (stage protocols, the run's view, errors). The
+# engine's implementation class is not here: hooks receive a `RunView`.
 __all__ = [
+    "FAILED_STATES",
+    "TERMINAL_STATES",
     "BranchError",
+    "CircuitBreaker",
+    "Clock",
     "CircuitOpenError",
     "Config",
     "CycleError",
@@ -93,28 +147,53 @@ __all__ = [
     "DagChangedError",
     "DagValidationError",
     "DagexecError",
+    "DaskClusterError",
+    "DaskConnectError",
+    "DaskNoWorkersError",
+    "DaskResourceTagError",
+    "DaskWorkerLostError",
+    "DaskWorkerVersionError",
     "DeadLetter",
+    "DeadLetterNotFoundError",
+    "DeadLetterQueue",
     "DuplicateTaskError",
     "EventTimeoutError",
+    "HistoryEntry",
+    "JsonSerializer",
     "MissingDependencyError",
     "OutputSerializationError",
+    "ParamsError",
     "PluginError",
+    "PluginHookError",
+    "PluginLoadError",
+    "RecordRow",
     "RetryPolicy",
-    "Run",
+    "RetryPolicyLike",
     "RunHandle",
+    "RunHistory",
     "RunInfo",
     "RunLockedError",
+    "RunNotFoundError",
     "RunReport",
+    "RunView",
     "SelfDependencyError",
+    "Serializer",
     "StateFileError",
+    "StateFileMissingError",
+    "Storage",
     "Task",
     "TaskContext",
+    "TaskExecutor",
     "TaskPicklingError",
     "TaskRecord",
     "TaskState",
     "TaskTimeoutError",
+    "UsageError",
     "__version__",
     "arun",
+    "call_hook",
+    "fingerprint_digest",
+    "fingerprint_text",
     "hookimpl",
     "hookspec",
     "patterns",

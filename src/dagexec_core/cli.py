@@ -126,17 +126,15 @@ COMMANDS.append(_stored_run_commands)
 
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager, dag: Dag, path: Path) -> int:
+    from .api import run as run_dag
     from .config import Config
-    from .engine import run as run_dag
+    from .plugins import configured
 
     config = Config(pm, run_options(args), dag_path=path, defaults=CLI_DEFAULTS)
     if config.getoption("persist") is False:
         config.options["state"] = ":memory:"
-    pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
-    try:
+    with configured(config):
         report = run_dag(dag, config=config, resume=args.resume)
-    finally:
-        pm.hook.dagexec_unconfigure(config=config)
     return report_exit(report, args)
 
 

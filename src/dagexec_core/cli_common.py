@@ -12,6 +12,8 @@ import json
 import shlex
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +22,10 @@ from .errors import UsageError
 if TYPE_CHECKING:
     import pluggy
 
+    from .config import Config
     from .dag import Dag
-    from .engine import RunReport
     from .plugins import PluginManager
+    from .results import RunReport
     from .stages import Storage
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -220,7 +223,7 @@ def report_json(report: Any) -> dict[str, Any]:
 
 def run_dag(dag: Dag, **kwargs: Any) -> RunReport:
     """`dagexec_core.run`, imported on the first call."""
-    from .engine import run
+    from .api import run
 
     return run(dag, **kwargs)
 
@@ -230,6 +233,15 @@ def build_plugin_manager(**kwargs: Any) -> PluginManager:
     from .plugins import build_plugin_manager as build
 
     return build(**kwargs)
+
+
+@contextmanager
+def configured(config: Config) -> Iterator[Config]:
+    """`dagexec_core.plugins.configured` (configure, then unconfigure), imported on the first call."""
+    from .plugins import configured as lifecycle
+
+    with lifecycle(config):
+        yield config
 
 
 def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> Any:

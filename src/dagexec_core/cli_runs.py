@@ -24,6 +24,7 @@ from .cli_common import (
     add_run_options,
     build_plugin_manager,
     call_hook,
+    configured,
     load_dags,
     pick_dag,
     recorded_branches,
@@ -146,8 +147,7 @@ def open_state(args: argparse.Namespace, read_only: bool = False) -> Iterator[tu
         options["state"] = args.state
     pm = build_plugin_manager(plugin_args=args.plugin_args)
     config = Config(pm, options)
-    pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
-    try:
+    with configured(config):
         storage: Storage | None = call_hook(pm, "dagexec_storage", config=config)
         if storage is None or not getattr(storage, "persistent", False):
             raise PluginError(
@@ -155,8 +155,6 @@ def open_state(args: argparse.Namespace, read_only: bool = False) -> Iterator[tu
                 f"is the 'sqlite' plugin blocked?"
             )
         yield config, storage
-    finally:
-        pm.hook.dagexec_unconfigure(config=config)
 
 
 def dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQueue:
@@ -205,11 +203,8 @@ def _continue(
     run_pm = build_plugin_manager(plugin_args=args.plugin_args, dag_path=path)
     options = {k: v for k, v in run_options(args).items() if k not in _NOT_OPTIONS}
     config = Config(run_pm, options, dag_path=path, defaults=CLI_DEFAULTS)
-    run_pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
-    try:
+    with configured(config):
         report = run_dag(dag, config=config, resume=run_id, replay=replay)
-    finally:
-        run_pm.hook.dagexec_unconfigure(config=config)
     return report_exit(report, args), report
 
 

@@ -103,7 +103,7 @@ def run_parameters() -> set[str]:
     """The keyword parameters of `run()` and `arun()` that carry options (``state``, ``concurrency``...)."""
     import inspect
 
-    from .engine import arun, run
+    from .api import arun, run
 
     names: set[str] = set()
     for fn in (run, arun):

@@ -32,7 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -54,9 +54,15 @@ from .errors import (
 )
 from .outputs import IDENTITY_TYPES, JsonSerializer, Serializer, encode_output, output_error
 from .plugins import call_hook, hook_error
+from .results import RunReport
+from .resume import CRASH_META, base_name, plan_resume
 from .retry import RetryPolicy
 from .stages import CircuitBreaker, Clock, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
 from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
+
+if TYPE_CHECKING:
+    from .api import RunHandle
+    from .view import RunView
 
 log = logging.getLogger("dagexec")
 
@@ -90,105 +96,11 @@ def new_run_id() -> str:
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-class RunHandle:
-    """Control a run from outside: cancel it, send it events. Thread-safe.
-
-    Pass one to `run`/`arun` as ``handle=``; it may be used before the run
-    starts (a cancel then stops the run as soon as it starts).
-    """
-
-    def __init__(self) -> None:
-        self._run: Run | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
-        self.run_id: str | None = None
-
-    def _bind(self, run: Run, loop: asyncio.AbstractEventLoop) -> None:
-        self._run, self._loop, self.run_id = run, loop, run.run_id
-        for name, args in self._pending:
-            getattr(run, name)(*args)
-        self._pending.clear()
-
-    def _call(self, name: str, *args: Any) -> None:
-        if self._run is None or self._loop is None:
-            self._pending.append((name, args))
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            getattr(self._run, name)(*args)
-        else:
-            self._loop.call_soon_threadsafe(getattr(self._run, name), *args)
-
-    def cancel(self, grace_period: float | None = None) -> None:
-        """Stop launching tasks; running ones get ``grace_period`` seconds, then are cancelled."""
-        self._call("cancel", grace_period)
-
-    def emit(self, event: str, payload: Any = None) -> None:
-        """Deliver ``event`` to tasks of the run waiting for it."""
-        self._call("emit", event, payload)
-
-
-class RunReport:
-    """The outcome of a run. Records and outputs are built on first access."""
-
-    def __init__(self, run: Run, status: str) -> None:
-        self.run_id = run.run_id
-        self.dag_name = run.dag.name
-        self.status = status
-        #: The run is kept in a state file (it can be resumed and replayed).
-        self.persisted: bool = run.persist
-        self.started_at = run.started_at
-        self.finished_at = time.time()
-        self._run = run
-        self._records: dict[str, TaskRecord] | None = None
-        self._outputs: dict[str, Any] | None = None
-        self.metrics: dict[str, Any] = run.metrics_snapshot()
-
-    @property
-    def ok(self) -> bool:
-        """Every task completed, or was skipped with nothing failed (a branch not taken, a trigger rule)."""
-        return self._run.all_done_ok()
-
-    @property
-    def records(self) -> dict[str, TaskRecord]:
-        if self._records is None:
-            self._records = {t.name: self._run.record(i) for i, t in enumerate(self._run.tasks)}
-        return self._records
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        if self._outputs is None:
-            r = self._run
-            self._outputs = {t.name: r.outputs[i] for i, t in enumerate(r.tasks) if r.states[i] is COMPLETED}
-        return self._outputs
-
-    @property
-    def failed(self) -> list[str]:
-        r = self._run
-        return [t.name for i, t in enumerate(r.tasks) if r.states[i] in FAILED_STATES]
-
-    def count(self, state: TaskState | str) -> int:
-        return self._run.count(TaskState(state))
-
-    def counts(self) -> dict[str, int]:
-        return self._run.counts()
-
-    @property
-    def duration(self) -> float:
-        return self.finished_at - self.started_at
-
-    def __repr__(self) -> str:
-        return f"<RunReport {self.run_id} {self.status} {self.counts()}>"
-
-
 class Run:
-    """One execution of a DAG. Plugins receive it as ``run`` in event hooks.
+    """One execution of a DAG: the engine's implementation, not a public class.
 
-    Public: ``run_id``, ``dag``, ``config``, ``resumed_from``, ``started_at``,
-    ``blackboard``, ``cancelling``, ``trace_id``, ``record_trace_id``, `output_of`, `emit`.
+    Hooks receive it as ``run``, typed and documented as `RunView` (its
+    public face); everything else here is the engine's own.
     """
 
     def __init__(
@@ -231,6 +143,8 @@ class Run:
         #: On resume only: the stored trace id of each task this invocation kept as it was, and
         #: `_THIS_INVOCATION` for the others (`record` then answers `record_trace_id`).
         self.trace_ids: list[Any] | None = None
+        #: The trace of each task's latest attempt, when a tracing plugin says (`set_trace_ids`): its dead letter's.
+        self.task_trace_ids: dict[str, str] = {}
         self.serializer: Serializer = config.getoption("serializer") or JsonSerializer()
         #: Without persistence, still hand dependents the JSON round trip of each output (docs/reliability.md).
         self.check_outputs = config.getoption("check_outputs", True) is not False
@@ -303,8 +217,28 @@ class Run:
         self._h_task_finished = self._h_task_dead_lettered = self._h_run_finished = False
 
     # ------------------------------------------------------------------
-    # public helpers used by TaskContext and plugins
+    # the plugins' face (`RunView`) and helpers used by TaskContext
     # ------------------------------------------------------------------
+
+    @property
+    def task_count(self) -> int:
+        return len(self.tasks)
+
+    def breaker_state(self, group: str) -> str | None:
+        breaker = self.breakers.get(group)
+        return None if breaker is None else breaker.state
+
+    def last_error(self, task: str) -> BaseException | None:
+        i = self.index.get(task)
+        return None if i is None else self.last_exc.get(i)
+
+    def set_trace_ids(self, invocation: str, *, run: str | None = None, task: str | None = None) -> None:
+        if task is not None:
+            self.task_trace_ids[task] = invocation
+            return
+        if self.trace_id is None:
+            self.trace_id = run or invocation
+        self.record_trace_id = invocation
 
     def output_of(self, name: str, default: Any = _MISSING) -> Any:
         i = self.index.get(name)
@@ -790,7 +724,7 @@ class Run:
                 traceback="".join(traceback.format_exception(exc))
                 + tasklogs.tail_text(self.task_logs, task.name, self.attempts[i]),
                 created_at=time.time(),
-                trace_id=self.blackboard.get(f"dagexec.trace_id:{task.name}") or self.trace_id,
+                trace_id=self.task_trace_ids.get(task.name) or self.trace_id,
             )
             self._flush()  # the FAILED record is durable before the entry points at it
             self.dlq.push(entry)
@@ -1208,140 +1142,56 @@ class Run:
             )
         self.started_at = info.started_at
         self.trace_id = info.trace_id
-        # The DAG the run was created with, unchanged (same digest): no stored dependency list is read.
-        from .stages import fingerprint_digest
-
-        digest = getattr(fingerprint, "digest", None)
-        same_dag = digest is not None and digest == fingerprint_digest({t.name: t.deps for t in self.tasks})
-        changed: list[str] = []
-        for name, rec in records.items():
-            if rec.state is not COMPLETED:
-                continue
-            if name not in self.index:
-                if _is_mapped_name(name, self.index):
-                    continue
-                changed.append(f"completed task {name!r} is no longer in the DAG")
-            elif not same_dag and list(self.tasks[self.index[name]].deps) != list(fingerprint.get(name, [])):
-                changed.append(
-                    f"dependencies of completed task {name!r} changed from {list(fingerprint.get(name, []))} "
-                    f"to {list(self.tasks[self.index[name]].deps)}"
-                )
-        if changed:
-            raise DagChangedError(
-                f"run {self.run_id} of DAG {self.dag.name!r} cannot be resumed: "
-                + "; ".join(changed)
-                + "; start a new run instead"
-            )
-        replay = set(self.replay)
-        unknown = replay - set(self.index)
-        if unknown:
-            raise UsageError(f"cannot replay {sorted(unknown)}: not tasks of DAG {self.dag.name!r}")
-        to_reset: set[int] = set()
-        for name in replay:
-            i = self.index[name]
-            to_reset.add(i)
-            stack = [i]
-            while stack:
-                for c in self.children[stack.pop()]:
-                    child = records.get(self.tasks[c].name)
-                    if (
-                        c not in to_reset
-                        and child is not None
-                        and child.state in (SKIPPED, FAILED, DEAD_LETTERED, CANCELLED)
-                    ):
-                        to_reset.add(c)
-                        stack.append(c)
-        new_names: list[str] = []
-        for name, rec in records.items():
-            if name not in self.index:
-                self.stored_extra[name] = rec
-        crashed: list[int] = []
-        # The crash that ended the last invocation: the tasks it caught in flight (their records are RUNNING).
-        previous = _previous_crash(self.storage.get_meta(self.run_id, CRASH_META))
-        in_flight: dict[str, list[Any]] = {}
-        replayed = {self.tasks[i].name for i in to_reset}
-        for name, rec in records.items():
-            if rec.state is RUNNING and name not in self.index and _base_name(name) not in replayed:
-                in_flight[name] = [rec.attempts, rec.started_at]  # a mapped element (re-made when its map expands)
-                if _caught_again(previous, name, rec.started_at):
-                    self.poison_elements[name] = self._poison_message(name, previous, in_flight[name])
+        plan = plan_resume(
+            run_id=self.run_id,
+            dag_name=self.dag.name,
+            tasks=self.tasks,
+            records=records,
+            fingerprint=fingerprint,
+            crash_meta=self.storage.get_meta(self.run_id, CRASH_META),
+            replay=self.replay,
+            now=time.time(),
+        )
+        self.stored_extra = plan.stored_extra
+        self.poison_elements = plan.poison_elements
+        self.interrupted = plan.poison
         trace_ids: list[Any] = [_THIS_INVOCATION] * len(self.tasks)
         self.trace_ids = trace_ids
-        for i, task in enumerate(self.tasks):
-            found = records.get(task.name)
-            if found is None:
-                new_names.append(task.name)
-                continue
-            rec = found
-            self.attempts[i] = rec.attempts
-            self.started[i], self.finished[i] = rec.started_at, rec.finished_at
-            self.errors[i] = rec.error
-            state = rec.state
-            if i in to_reset:
-                state = PENDING
-                self.attempts[i] = 0
-                self.errors[i] = None
-                for k in [k for k in self.stored_extra if k.startswith(task.name + "[")]:
-                    del self.stored_extra[k]
-            elif state is COMPLETED:
-                self.outputs[i] = rec.output
-            elif state in (RUNNING, RETRYING, READY, CANCELLED):
-                # A map collector's attempt is its elements': it expands again, reusing completed ones;
-                # a resumable task (a loop) continues from its own checkpoint.
-                if state is RUNNING and task.map_over is None:
-                    # Cut short by the crash of the process driving the run: that attempt does not count,
-                    # unless the task was in flight at the crash before too (the likely cause).
-                    in_flight[task.name] = [rec.attempts, rec.started_at]
-                    if _caught_again(previous, task.name, rec.started_at):
-                        crashed.append(i)  # failed (and dead-lettered) below, once dependents are counted
-                        self.interrupted.append((i, self._poison_message(task.name, previous, in_flight[task.name])))
-                    else:
-                        self.attempts[i] = max(0, rec.attempts - 1)
-                if i not in crashed:
-                    state = PENDING
-            self.states[i] = state
-            if state is rec.state and state in TERMINAL_STATES and i not in crashed:
-                trace_ids[i] = rec.trace_id  # kept as stored: it keeps the trace that wrote it
-            if self.persist and state is not rec.state:
+        for i, tp in enumerate(plan.tasks):
+            self.states[i] = tp.state
+            self.attempts[i] = tp.attempts
+            self.started[i], self.finished[i] = tp.started_at, tp.finished_at
+            self.errors[i] = tp.error
+            self.outputs[i] = tp.output
+            if tp.kept:
+                trace_ids[i] = tp.trace_id  # kept as stored: it keeps the trace that wrote it
+            if self.persist and tp.changed:
                 self.rows.append(
                     (
-                        task.name,
-                        state.value,
-                        self.attempts[i],
-                        self.started[i],
-                        self.finished[i],
+                        self.tasks[i].name,
+                        tp.state.value,
+                        tp.attempts,
+                        tp.started_at,
+                        tp.finished_at,
                         None,
-                        self.errors[i],
+                        tp.error,
                         self.record_trace_id,
                     )
                 )
-        if new_names:
-            self.storage.add_tasks(self.run_id, new_names, {n: list(self.dag[n].deps) for n in new_names})
+        if plan.new_names:
+            self.storage.add_tasks(self.run_id, plan.new_names, {n: list(self.dag[n].deps) for n in plan.new_names})
         self._remember_code(info)
-        if replayed and self.dlq is not None:
+        if plan.replayed and self.dlq is not None:
             # A replayed task leaves the dead-letter queue, however it is replayed (`dlq replay`, `--replay`,
             # `run(replay=...)`); one that fails again gets a fresh entry.
             for entry in self.dlq.list(self.run_id):
-                if _base_name(entry.task) in replayed:
+                if base_name(entry.task) in plan.replayed:
                     self.dlq.remove(entry.id)
-        if in_flight != previous["in_flight"]:  # the same records seen again are the same crash, not a new one
-            crash = previous["count"] + 1 if in_flight else previous["count"]
-            self.storage.put_meta(
-                self.run_id, CRASH_META, {"count": crash, "in_flight": in_flight, "found_at": time.time()}
-            )
+        if plan.crash_meta is not None:
+            self.storage.put_meta(self.run_id, CRASH_META, plan.crash_meta)
         run_params.store(self, changed_params)  # the DAG checks passed: the new parameters are the run's
         self._start_roots(range(len(self.tasks)))
         self._flush()
-
-    def _poison_message(self, name: str, previous: Mapping[str, Any], now: Sequence[Any]) -> str:
-        n = int(previous["count"]) + 1
-        before = previous["in_flight"][name]
-        return (
-            f"task {name!r} was running at two consecutive crashes of the process driving run {self.run_id} "
-            f"(crash {n - 1}: attempt {before[0]} started {_utc(before[1])}; crash {n}: attempt {now[0]} "
-            f"started {_utc(now[1])}), so it is the likely cause and was not started a third time; fix it, "
-            f"then replay it: dagexec resume {self.run_id} --replay {_base_name(name)}"
-        )
 
     def _stamp_trace(self, stored: str | None) -> None:
         """After ``dagexec_run_started``: store the run's trace id if a plugin gave it one, and put this
@@ -1383,40 +1233,10 @@ class Run:
         self._flush()
 
 
-#: Run metadata key: the tasks the last crash of a run's driver caught in flight, and how many crashes so far.
-CRASH_META = "dagexec.crashes"
+if TYPE_CHECKING:
 
-
-def _previous_crash(stored: Any) -> dict[str, Any]:
-    """The stored `CRASH_META` value, or an empty one (none stored, or not of the expected shape)."""
-    if isinstance(stored, dict) and isinstance(stored.get("in_flight"), dict):
-        return {"count": int(stored.get("count") or 0), "in_flight": stored["in_flight"]}
-    return {"count": 0, "in_flight": {}}
-
-
-def _caught_again(previous: Mapping[str, Any], name: str, started_at: float | None) -> bool:
-    """Was ``name`` in flight at the previous crash too, in an attempt started before this one?
-
-    The same attempt (same start) seen again is the same crash seen twice (a resume that died before it
-    wrote anything), not a second crash."""
-    before = previous["in_flight"].get(name)
-    return before is not None and before[1] != started_at
-
-
-def _base_name(name: str) -> str:
-    base, sep, rest = name.partition("[")
-    return base if sep and rest.endswith("]") else name
-
-
-def _utc(ts: Any) -> str:
-    if not isinstance(ts, (int, float)):
-        return "at an unknown time"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _is_mapped_name(name: str, index: Mapping[str, int]) -> bool:
-    base, sep, rest = name.partition("[")
-    return bool(sep) and rest.endswith("]") and base in index
+    def _keeps_the_view_promises(run: Run) -> RunView:  # mypy checks that `Run` follows `RunView`
+        return run
 
 
 def _describe(exc: BaseException) -> str:
@@ -1435,153 +1255,13 @@ def _tag_breaker(task: Task, breaker_tags: Mapping[str, str]) -> Task:
     return task
 
 
-# ---------------------------------------------------------------------------
-# entry points
-# ---------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """`run`, `arun` and `RunHandle` moved to `api` (and `RunReport` to `results`); importable here as before."""
+    if name in ("run", "arun", "RunHandle"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _make_config(
-    dag: Dag,
-    *,
-    state: str | None,
-    concurrency: int | None,
-    plugins: Sequence[object],
-    config: Config | None,
-    persist: bool | None,
-    options: Mapping[str, Any],
-) -> tuple[Config, bool]:
-    from pathlib import Path
-
-    from .plugins import build_plugin_manager
-
-    opts = dict(options)
-    if state is not None:
-        opts["state"] = str(state)
-    if concurrency is not None:
-        opts["concurrency"] = concurrency
-    if persist is not None:
-        opts["persist"] = persist
-    if opts.get("state") == ":memory:":
-        opts["persist"] = False
-    if config is not None:
-        for k, v in opts.items():
-            config.options[k] = v
-        return config, False
-    dag_path = Path(dag.source_file) if dag.source_file else None
-    pm = build_plugin_manager(plugins=plugins, plugin_args=opts.pop("plugin_args", ()), dag_path=dag_path)
-    cfg = Config(pm, opts, dag_path=dag_path)
-    if cfg.getoption("persist") is False:
-        cfg.options["state"] = ":memory:"
-    try:
-        pm.hook.dagexec_configure.call_historic(kwargs={"config": cfg})
-    except Exception as exc:
-        raise hook_error(pm, "dagexec_configure", exc) from exc
-    return cfg, True
-
-
-async def arun(
-    dag: Dag,
-    *,
-    state: str | None = None,
-    concurrency: int | None = None,
-    resume: str | None = None,
-    plugins: Sequence[object] = (),
-    config: Config | None = None,
-    persist: bool | None = None,
-    handle: RunHandle | None = None,
-    replay: Sequence[str] = (),
-    params: Mapping[str, Any] | None = None,
-    change_params: bool | None = None,
-    **options: Any,
-) -> RunReport:
-    """Run ``dag`` on the running event loop; see `run`."""
-    options.update(run_params.as_options(params, change_params))
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # until the task table is built: Run.execute turns it back on
-    try:
-        dag.validate()
-        cfg, owned = _make_config(
-            dag, state=state, concurrency=concurrency, plugins=plugins, config=config, persist=persist, options=options
-        )
-        try:
-            r = Run(dag, cfg, resume=resume, replay=replay, handle=handle)
-            r.gc_was_enabled = gc_was_enabled
-            return await r.execute()
-        finally:
-            if owned:
-                cfg.pluginmanager.hook.dagexec_unconfigure(config=cfg)
-    finally:
-        gc.unfreeze()
-        if gc_was_enabled:
-            gc.enable()
-
-
-def run(
-    dag: Dag,
-    *,
-    state: str | None = None,
-    concurrency: int | None = None,
-    resume: str | None = None,
-    plugins: Sequence[object] = (),
-    config: Config | None = None,
-    persist: bool | None = None,
-    handle: RunHandle | None = None,
-    replay: Sequence[str] = (),
-    signals: bool = True,
-    params: Mapping[str, Any] | None = None,
-    change_params: bool | None = None,
-    **options: Any,
-) -> RunReport:
-    """Run ``dag`` to the end and return its `RunReport`.
-
-    ``state`` is the SQLite file (default ``.dagexec/state.db``); ``":memory:"``
-    or ``persist=False`` keeps nothing. ``resume=RUN_ID`` continues a stored
-    run. ``params`` are the run's parameters (``ctx.params``, docs/parameters.md);
-    a resume keeps the stored ones and refuses others unless ``change_params=True``.
-    SIGINT/SIGTERM cancel the run gracefully (a second one stops it at once) when
-    called from the main thread.
-    """
-    import signal
-    import threading
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise UsageError("run() was called inside a running event loop; use `await arun(dag, ...)` there")
-    handle = handle or RunHandle()
-
-    async def main() -> RunReport:
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        if signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.add_signal_handler(sig, handle.cancel)
-                    installed.append(sig)
-                except (NotImplementedError, RuntimeError):  # pragma: no cover - non-unix
-                    pass
-        try:
-            return await arun(
-                dag,
-                state=state,
-                concurrency=concurrency,
-                resume=resume,
-                plugins=plugins,
-                config=config,
-                persist=persist,
-                handle=handle,
-                replay=replay,
-                params=params,
-                change_params=change_params,
-                **options,
-            )
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-
-    return asyncio.run(main())
-
-
-__all__ = ["Run", "RunHandle", "RunReport", "arun", "run", "new_run_id"]
+__all__ = ["Run", "RunReport", "new_run_id"]

@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
     from .config import Config
     from .dag import Task
-    from .engine import Run, RunReport
+    from .results import RunReport
     from .stages import CircuitBreaker, DeadLetter, DeadLetterQueue, RetryPolicyLike, Storage, TaskExecutor
     from .state import TaskRecord
+    from .view import RunView
 
 hookspec = pluggy.HookspecMarker("dagexec")
 hookimpl = pluggy.HookimplMarker("dagexec")
@@ -162,12 +163,12 @@ def dagexec_executor(config: Config) -> TaskExecutor | None:
 
 
 @hookspec(firstresult=True)
-def dagexec_retry_policy(task: Task, config: Config, run: Run) -> RetryPolicyLike | None:
+def dagexec_retry_policy(task: Task, config: Config, run: RunView) -> RetryPolicyLike | None:
     """Return the retry policy for ``task``.
 
     :param task: the `Task` that failed.
     :param config: the `Config`.
-    :param run: the `Run` (``run_id``, ``storage``): for state kept per run,
+    :param run: the `RunView` (``run_id``, ``storage``): for state kept per run,
         such as the built-in retry budget.
 
     Stops at the first non-None result. Built-in: ``retry`` (the task's
@@ -186,13 +187,13 @@ def dagexec_retry_policy(task: Task, config: Config, run: Run) -> RetryPolicyLik
 
 
 @hookspec(firstresult=True)
-def dagexec_circuit_breaker(name: str, config: Config, run: Run) -> CircuitBreaker | None:
+def dagexec_circuit_breaker(name: str, config: Config, run: RunView) -> CircuitBreaker | None:
     """Return the `CircuitBreaker` for breaker group ``name``.
 
     :param name: the group named by tasks' ``breaker=`` (or by their tags
         through the ``breaker_tags`` option).
     :param config: the `Config`.
-    :param run: the `Run`; the built-in breaker keeps its state with it
+    :param run: the `RunView`; the built-in breaker keeps its state with it
         (``run.storage.put_meta``) so a resumed run starts where it stopped.
 
     Stops at the first non-None result. Built-in: ``breaker``. Called once
@@ -235,10 +236,11 @@ def dagexec_dead_letter_queue(config: Config, storage: Storage) -> DeadLetterQue
 
 
 @hookspec
-def dagexec_run_started(run: Run) -> None:
+def dagexec_run_started(run: RunView) -> None:
     """A run starts (or resumes).
 
-    :param run: the `Run`: ``run_id``, ``dag``, ``config``, ``resumed_from``.
+    :param run: the `RunView`: ``run_id``, ``dag``, ``config``, ``resumed_from``,
+        counts; a tracing plugin calls ``run.set_trace_ids(trace_id)`` here.
 
     Runs on the event-loop thread, after the run is opened in the state file
     (its row is durable) and before the first task starts; a slow hook delays
@@ -253,10 +255,10 @@ def dagexec_run_started(run: Run) -> None:
 
 
 @hookspec
-def dagexec_task_started(run: Run, task: Task, attempt: int) -> None:
+def dagexec_task_started(run: RunView, task: Task, attempt: int) -> None:
     """An attempt of ``task`` is about to start.
 
-    :param run: the `Run`.
+    :param run: the `RunView`.
     :param task: the `Task`.
     :param attempt: 1 for the first attempt.
 
@@ -275,10 +277,10 @@ def dagexec_task_started(run: Run, task: Task, attempt: int) -> None:
 
 
 @hookspec
-def dagexec_task_retrying(run: Run, task: Task, attempt: int, error: BaseException, delay: float) -> None:
+def dagexec_task_retrying(run: RunView, task: Task, attempt: int, error: BaseException, delay: float) -> None:
     """An attempt failed and the task will be retried after ``delay`` seconds.
 
-    :param run: the `Run`.
+    :param run: the `RunView`.
     :param task: the `Task`.
     :param attempt: the attempt that failed.
     :param error: its exception.
@@ -297,10 +299,10 @@ def dagexec_task_retrying(run: Run, task: Task, attempt: int, error: BaseExcepti
 
 
 @hookspec
-def dagexec_task_finished(run: Run, task: Task, record: TaskRecord) -> None:
+def dagexec_task_finished(run: RunView, task: Task, record: TaskRecord) -> None:
     """``task`` reached a final state: completed, failed, dead-lettered, skipped or cancelled.
 
-    :param run: the `Run`.
+    :param run: the `RunView`.
     :param task: the `Task`.
     :param record: its `TaskRecord`.
 
@@ -319,10 +321,10 @@ def dagexec_task_finished(run: Run, task: Task, record: TaskRecord) -> None:
 
 
 @hookspec
-def dagexec_task_dead_lettered(run: Run, task: Task, entry: DeadLetter) -> None:
+def dagexec_task_dead_lettered(run: RunView, task: Task, entry: DeadLetter) -> None:
     """``task`` was pushed to the dead-letter queue.
 
-    :param run: the `Run`.
+    :param run: the `RunView`.
     :param task: the `Task`.
     :param entry: the `DeadLetter` stored.
 
@@ -361,10 +363,10 @@ def dagexec_breaker_state_changed(name: str, old: str, new: str) -> None:
 
 
 @hookspec
-def dagexec_run_finished(run: Run, report: RunReport) -> None:
+def dagexec_run_finished(run: RunView, report: RunReport) -> None:
     """A run finished, failed or was cancelled.
 
-    :param run: the `Run`.
+    :param run: the `RunView`.
     :param report: the `RunReport`.
 
     Runs on the event-loop thread after the last step: every record and the

@@ -10,10 +10,11 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -21,6 +22,9 @@ import pluggy
 from . import hookspecs
 from .config import find_rootdir
 from .errors import PluginHookError, PluginLoadError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 #: The built-in plugins, registered in this order (later ones run first).
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
@@ -313,3 +317,26 @@ def call_hook(pm: pluggy.PluginManager, hookname: str, **kwargs: Any) -> Any:
         raise
     except Exception as exc:
         raise hook_error(pm, hookname, exc) from exc
+
+
+@contextmanager
+def configured(config: Config) -> Iterator[Config]:
+    """``dagexec_configure`` → the caller's work → ``dagexec_unconfigure``: the one lifecycle of a `Config`.
+
+    Every entry point (`run`/`arun`, ``dagexec run``, ``resume``, the commands that open a state file) goes
+    through here, as pytest's do through ``Config._do_configure`` / ``_ensure_unconfigure``. A raising
+    ``dagexec_configure`` is a `PluginHookError` naming the plugin, its file and line; the plugins configured
+    before it are unconfigured. Unconfigure runs however the work ends.
+    """
+    pm = config.pluginmanager
+    try:
+        pm.hook.dagexec_configure.call_historic(kwargs={"config": config})
+    except Exception as exc:
+        error = hook_error(pm, "dagexec_configure", exc)
+        with suppress(Exception):  # the configure error is the one to tell; let go of what others hold
+            pm.hook.dagexec_unconfigure(config=config)
+        raise error from exc
+    try:
+        yield config
+    finally:
+        call_hook(pm, "dagexec_unconfigure", config=config)

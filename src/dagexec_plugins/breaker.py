@@ -18,13 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
-from dagexec_core.errors import UsageError
-from dagexec_core.plugins import call_hook
+from dagexec_core import Config, UsageError, call_hook, hookimpl
 
 if TYPE_CHECKING:
-    from dagexec_core.engine import Run
+    from dagexec_core import RunView
 
 log = logging.getLogger("dagexec.breaker")
 
@@ -238,7 +235,7 @@ class Plugin:
         BreakerSettings.for_group("*", config)
 
     @hookimpl(trylast=True)
-    def dagexec_circuit_breaker(self, name: str, config: Config, run: Run | None = None) -> Breaker:
+    def dagexec_circuit_breaker(self, name: str, config: Config, run: RunView | None = None) -> Breaker:
         pm = config.pluginmanager
 
         def on_change(**kwargs: Any) -> None:

@@ -7,10 +7,7 @@ ends; otherwise they live in this process only.
 
 from __future__ import annotations
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
-from dagexec_core.errors import DeadLetterNotFoundError
-from dagexec_core.stages import DeadLetter, DeadLetterQueue, Storage
+from dagexec_core import Config, DeadLetter, DeadLetterNotFoundError, DeadLetterQueue, Storage, hookimpl
 
 
 class MemoryDeadLetterQueue:

@@ -8,9 +8,7 @@ import threading
 from queue import SimpleQueue
 from typing import Any
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
-from dagexec_core.dag import Task
+from dagexec_core import Config, Task, hookimpl
 
 _STOP = object()
 

@@ -8,11 +8,17 @@ from typing import Any
 
 import attrs
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
-from dagexec_core.errors import RunNotFoundError
-from dagexec_core.stages import HistoryEntry, RecordRow, RunHistory, RunInfo
-from dagexec_core.state import TaskRecord, TaskState
+from dagexec_core import (
+    Config,
+    HistoryEntry,
+    RecordRow,
+    RunHistory,
+    RunInfo,
+    RunNotFoundError,
+    TaskRecord,
+    TaskState,
+    hookimpl,
+)
 
 
 class MemoryStorage:

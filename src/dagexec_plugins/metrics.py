@@ -32,19 +32,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dagexec_core import __version__, hookimpl
-from dagexec_core.errors import UsageError
-from dagexec_core.state import TaskState
+from dagexec_core import TaskState, UsageError, __version__, hookimpl
 
 if TYPE_CHECKING:
     import argparse
 
+    # OpenTelemetry is imported only when metrics are on (`MetricEvents`): a run without them never loads it.
     from opentelemetry import metrics
 
-    from dagexec_core.config import Config
-    from dagexec_core.dag import Task
-    from dagexec_core.engine import Run, RunReport
-    from dagexec_core.state import TaskRecord
+    from dagexec_core import Config, RunReport, RunView, Task, TaskRecord
 
 log = logging.getLogger("dagexec.metrics")
 
@@ -117,6 +113,9 @@ class MetricEvents:
     """
 
     def __init__(self, meter: metrics.Meter) -> None:
+        from opentelemetry.metrics import Observation
+
+        self.Observation = Observation
         self.lock = threading.Lock()
         self.counts: dict[str, dict[tuple[str, str], int]] = {name: {} for name, _, _ in _COUNTERS}
         self.active: dict[str, int] = {}
@@ -140,26 +139,24 @@ class MetricEvents:
     # -- collection (a reader's thread) ----------------------------------------
 
     def _observer(self, name: str) -> Any:
-        from opentelemetry.metrics import Observation  # metrics are on: OpenTelemetry is imported already
-
         counts = self.counts[name]
+
+        observation = self.Observation
 
         def observe(options: metrics.CallbackOptions) -> list[metrics.Observation]:
             return [
-                Observation(n, {"cicd.pipeline.name": dag, "cicd.pipeline.task.name": task})
+                observation(n, {"cicd.pipeline.name": dag, "cicd.pipeline.task.name": task})
                 for (dag, task), n in list(counts.items())
             ]
 
         return observe
 
     def _observe_active(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
-        from opentelemetry.metrics import Observation
-
-        return [Observation(n, {"cicd.pipeline.name": dag}) for dag, n in list(self.active.items())]
+        return [self.Observation(n, {"cicd.pipeline.name": dag}) for dag, n in list(self.active.items())]
 
     # -- events (the event loop) -------------------------------------------------
 
-    def _key(self, run: Run, task: Task) -> tuple[str, str]:
+    def _key(self, run: RunView, task: Task) -> tuple[str, str]:
         key = (run.dag.name, task.name)
         base = self._keys.get(key)
         if base is None:
@@ -190,31 +187,31 @@ class MetricEvents:
         return events
 
     @hookimpl
-    def dagexec_run_started(self, run: Run) -> None:
+    def dagexec_run_started(self, run: RunView) -> None:
         with self.lock:
             self.active[run.dag.name] = self.active.get(run.dag.name, 0) + 1
 
     @hookimpl
-    def dagexec_run_finished(self, run: Run, report: RunReport) -> None:
+    def dagexec_run_finished(self, run: RunView, report: RunReport) -> None:
         with self.lock:
             self.active[run.dag.name] -= 1
         result = {"completed": "success", "cancelled": "cancellation"}.get(report.status, "failure")
         self.run_duration.record(report.duration, {"cicd.pipeline.name": run.dag.name, "cicd.pipeline.result": result})
 
     @hookimpl
-    def dagexec_task_started(self, run: Run, task: Task) -> None:
+    def dagexec_task_started(self, run: RunView, task: Task) -> None:
         self._bump("started", self._key(run, task))
 
     @hookimpl
-    def dagexec_task_retrying(self, run: Run, task: Task) -> None:
+    def dagexec_task_retrying(self, run: RunView, task: Task) -> None:
         self._bump("retried", self._key(run, task))
 
     @hookimpl
-    def dagexec_task_dead_lettered(self, run: Run, task: Task) -> None:
+    def dagexec_task_dead_lettered(self, run: RunView, task: Task) -> None:
         self._bump("dead_lettered", self._key(run, task))
 
     @hookimpl
-    def dagexec_task_finished(self, run: Run, task: Task, record: TaskRecord) -> None:
+    def dagexec_task_finished(self, run: RunView, task: Task, record: TaskRecord) -> None:
         key = self._key(run, task)
         state = record.state
         name = _FINAL_COUNTER.get(state)

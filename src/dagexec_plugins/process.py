@@ -34,11 +34,16 @@ from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
-from dagexec_core.context import TaskContext
-from dagexec_core.dag import Task
-from dagexec_core.errors import DagexecError, TaskPicklingError, TaskTimeoutError, UsageError
+from dagexec_core import (
+    Config,
+    DagexecError,
+    Task,
+    TaskContext,
+    TaskPicklingError,
+    TaskTimeoutError,
+    UsageError,
+    hookimpl,
+)
 
 log = logging.getLogger("dagexec.process")
 
@@ -268,7 +273,9 @@ class ProcessExecutor:
     name = "process"
     enforces_timeout = True
 
-    def __init__(self, start_method: str = "spawn") -> None:
+    def __init__(self, start_method: str = "spawn", *, tracing: bool = False) -> None:
+        #: The tracing plugin is on: the attempt's trace context travels with it (tracing off never imports it).
+        self.tracing = tracing
         if start_method not in START_METHODS:
             raise UsageError(f"process_start_method={start_method!r} is not one of {', '.join(START_METHODS)}")
         self.mp: Any = multiprocessing.get_context(start_method)
@@ -322,7 +329,7 @@ class ProcessExecutor:
         kwargs = dict(kwargs)
         ctx = kwargs.get("ctx")
         if isinstance(ctx, TaskContext):
-            outputs = {d: ctx.run.output_of(d, None) for d in task.deps}
+            outputs = {d: ctx.get(d, None) for d in task.deps}
             kwargs["ctx"] = ProcessContext(ctx.run_id, task.name, ctx.attempt, timeout, outputs, ctx.params)
         try:
             pickle.dumps(fn)
@@ -345,7 +352,7 @@ class ProcessExecutor:
         modname = getattr(fn, "__module__", None) or "__main__"
         module = sys.modules.get(modname)
         modfile = getattr(module, "__file__", None)
-        return (task.name, modname, modfile, blob, _trace_carrier(context))
+        return (task.name, modname, modfile, blob, _trace_carrier(context) if self.tracing else {})
 
     def _spawn(self) -> _Worker:
         parent, child = self.mp.Pipe()
@@ -450,8 +457,8 @@ class ProcessExecutor:
 def _trace_carrier(context: Any) -> dict[str, str]:
     """The attempt span's W3C trace context, so spans a body makes in its worker join the run's trace.
 
-    The engine hands ``submit`` a context only when some plugin listens to
-    task starts; without the tracing plugin there is nothing to carry.
+    Called only when the tracing plugin is on (``ProcessExecutor.tracing``): with it off, the
+    plugin, and OpenTelemetry, are never imported.
     """
     if context is None:
         return {}
@@ -485,4 +492,7 @@ async def _with_deadline(task: Task, coro: Any, timeout: float | None) -> Any:
 def dagexec_executor(config: Config) -> ProcessExecutor | None:
     if config.getoption("executor") != "process":
         return None
-    return ProcessExecutor(start_method=str(config.getoption("process_start_method") or "spawn"))
+    return ProcessExecutor(
+        start_method=str(config.getoption("process_start_method") or "spawn"),
+        tracing=config.pluginmanager.get_plugin("tracing.events") is not None,
+    )

@@ -18,17 +18,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from dagexec_core import hookimpl
-from dagexec_core.errors import UsageError
-from dagexec_core.state import FAILED_STATES, TERMINAL_STATES, TaskState
+from dagexec_core import FAILED_STATES, TERMINAL_STATES, TaskState, UsageError, hookimpl
 
 if TYPE_CHECKING:
     import argparse
 
-    from dagexec_core.config import Config
-    from dagexec_core.dag import Task
-    from dagexec_core.engine import Run, RunReport
-    from dagexec_core.state import TaskRecord
+    from dagexec_core import Config, RunReport, RunView, Task, TaskRecord
 
 MODES = ("auto", "bar", "log", "off")
 
@@ -49,17 +44,17 @@ def _seconds(s: float) -> str:
 class _Counts:
     __slots__ = ("done", "base", "total", "failed", "started_at")
 
-    def __init__(self, run: Run) -> None:
-        states = run.states
-        self.done = sum(1 for s in states if s in TERMINAL_STATES)
+    def __init__(self, run: RunView) -> None:
+        counts = {TaskState(state): n for state, n in run.counts().items()}
+        self.done = sum(n for s, n in counts.items() if s in TERMINAL_STATES)
         self.base = self.done  # done before this invocation (resume): not part of the rate
-        self.failed = sum(1 for s in states if s in FAILED_STATES)
-        self.total = len(states)
+        self.failed = sum(n for s, n in counts.items() if s in FAILED_STATES)
+        self.total = run.task_count
         self.started_at = time.monotonic()
 
-    def finished(self, run: Run, state: TaskState) -> None:
+    def finished(self, run: RunView, state: TaskState) -> None:
         self.done += 1
-        self.total = len(run.tasks)  # dag.map adds tasks as it goes
+        self.total = run.task_count  # dag.map adds tasks as it goes
         if state in FAILED_STATES:
             self.failed += 1
 
@@ -78,7 +73,7 @@ class LogProgress:
         self.stream.write(f"[dagexec] {text}\n")
         self.stream.flush()
 
-    def _status(self, c: _Counts, run: Run) -> str:
+    def _status(self, c: _Counts, run: RunView) -> str:
         elapsed = time.monotonic() - c.started_at
         return (
             f"{c.done}/{c.total} done, {run.running} running, {c.failed} failed, "
@@ -86,7 +81,7 @@ class LogProgress:
         )
 
     @hookimpl
-    def dagexec_run_started(self, run: Run) -> None:
+    def dagexec_run_started(self, run: RunView) -> None:
         c = _Counts(run)
         self.runs[id(run)] = c
         verb = "resumed" if run.resumed_from else "started"
@@ -95,13 +90,13 @@ class LogProgress:
         self.next_line = time.monotonic() + self.interval
 
     @hookimpl
-    def dagexec_task_started(self, run: Run, task: Task, attempt: int) -> None:
+    def dagexec_task_started(self, run: RunView, task: Task, attempt: int) -> None:
         if self.verbosity > 0:
             again = f" (attempt {attempt})" if attempt > 1 else ""
             self._line(f"task {task.name!r} started{again}")
 
     @hookimpl
-    def dagexec_task_finished(self, run: Run, task: Task, record: TaskRecord) -> None:
+    def dagexec_task_finished(self, run: RunView, task: Task, record: TaskRecord) -> None:
         c = self.runs.get(id(run))
         if c is None:
             return
@@ -117,7 +112,7 @@ class LogProgress:
             self._line(self._status(c, run))
 
     @hookimpl
-    def dagexec_run_finished(self, run: Run, report: RunReport) -> None:
+    def dagexec_run_finished(self, run: RunView, report: RunReport) -> None:
         c = self.runs.pop(id(run), None)
         if c is None:
             return
@@ -139,7 +134,7 @@ class BarProgress:
         self.bars: dict[int, tuple[Any, Any, _Counts]] = {}
         self.swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
 
-    def _start(self, run: Run, c: _Counts) -> tuple[Any, Any]:
+    def _start(self, run: RunView, c: _Counts) -> tuple[Any, Any]:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -171,13 +166,13 @@ class BarProgress:
         return progress, bar
 
     @hookimpl
-    def dagexec_run_started(self, run: Run) -> None:
+    def dagexec_run_started(self, run: RunView) -> None:
         c = _Counts(run)
         progress, bar = self._start(run, c)
         self.bars[id(run)] = (progress, bar, c)
 
     @hookimpl
-    def dagexec_task_started(self, run: Run, task: Task, attempt: int) -> None:
+    def dagexec_task_started(self, run: RunView, task: Task, attempt: int) -> None:
         entry = self.bars.get(id(run))
         if entry is None:
             return
@@ -188,7 +183,7 @@ class BarProgress:
             progress.console.print(f"[dim]started[/] {task.name}{again}", highlight=False)
 
     @hookimpl
-    def dagexec_task_finished(self, run: Run, task: Task, record: TaskRecord) -> None:
+    def dagexec_task_finished(self, run: RunView, task: Task, record: TaskRecord) -> None:
         entry = self.bars.get(id(run))
         if entry is None:
             return
@@ -200,7 +195,7 @@ class BarProgress:
             progress.console.print(f"[{colour}]{record.state.value}[/] {task.name}", highlight=False)
 
     @hookimpl
-    def dagexec_run_finished(self, run: Run, report: RunReport) -> None:
+    def dagexec_run_finished(self, run: RunView, report: RunReport) -> None:
         entry = self.bars.pop(id(run), None)
         if entry is None:
             return

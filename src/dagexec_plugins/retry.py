@@ -21,14 +21,10 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
-from dagexec_core.dag import Task
-from dagexec_core.errors import UsageError
-from dagexec_core.retry import RetryPolicy
+from dagexec_core import Config, RetryPolicy, Task, UsageError, hookimpl
 
 if TYPE_CHECKING:
-    from dagexec_core.engine import Run
+    from dagexec_core import RunView
 
 log = logging.getLogger("dagexec.retry")
 
@@ -92,7 +88,7 @@ def policy_for(task: Task, config: Config) -> RetryPolicy:
 class RetryBudget:
     """At most ``limit`` retries across one run; the count is kept with the run."""
 
-    def __init__(self, limit: int, run: Run | None = None) -> None:
+    def __init__(self, limit: int, run: RunView | None = None) -> None:
         self.limit = limit
         self.run = run
         self.spent = 0
@@ -177,7 +173,7 @@ class Plugin:
         budget_limit(config)
 
     @hookimpl(trylast=True)
-    def dagexec_retry_policy(self, task: Task, config: Config, run: Run | None = None) -> TaskRetry:
+    def dagexec_retry_policy(self, task: Task, config: Config, run: RunView | None = None) -> TaskRetry:
         policy = policy_for(task, config)
         budget = None
         limit = budget_limit(config)

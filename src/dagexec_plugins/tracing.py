@@ -31,16 +31,14 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dagexec_core import __version__, hookimpl
-from dagexec_core.errors import UsageError
-from dagexec_core.state import TaskState
+from dagexec_core import TaskState, UsageError, __version__, hookimpl
 
 if TYPE_CHECKING:
     import argparse
 
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
-    from dagexec_core.config import Config
+    from dagexec_core import Config
 
     from .tracing_events import TraceEvents
 

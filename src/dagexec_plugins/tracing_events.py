@@ -15,8 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from dagexec_core import hookimpl
-from dagexec_core.state import TaskState
+from dagexec_core import TaskState, hookimpl
 
 from .tracing import (
     _RESULTS,
@@ -37,10 +36,7 @@ from .tracing import (
 )
 
 if TYPE_CHECKING:
-    from dagexec_core.dag import Task
-    from dagexec_core.engine import Run, RunReport
-    from dagexec_core.stages import DeadLetter
-    from dagexec_core.state import TaskRecord
+    from dagexec_core import DeadLetter, RunReport, RunView, Task, TaskRecord
 
 
 class _RunSpans:
@@ -69,7 +65,7 @@ class TraceEvents:
 
     # -- run -------------------------------------------------------------
 
-    def _original_trace(self, run: Run) -> SpanContext | None:
+    def _original_trace(self, run: RunView) -> SpanContext | None:
         """The run span of the first traced invocation of a resumed run, if one was stored."""
         if not run.resumed_from:
             return None
@@ -87,14 +83,14 @@ class TraceEvents:
         )
 
     @hookimpl
-    def dagexec_run_started(self, run: Run) -> None:
+    def dagexec_run_started(self, run: RunView) -> None:
         dag = run.dag.name
         original = self._original_trace(run)
         attributes: dict[str, Any] = {
             PIPELINE_NAME: dag,
             PIPELINE_RUN_ID: run.run_id,
             PIPELINE_ACTION: "RUN",
-            "dagexec.task.count": len(run.tasks),
+            "dagexec.task.count": run.task_count,
         }
         if run.resumed_from:
             attributes["dagexec.resumed"] = True
@@ -122,13 +118,12 @@ class TraceEvents:
                 )
             except Exception:  # storage without meta support: resumed runs start unlinked traces
                 pass
-        if run.trace_id is None:
-            run.trace_id = format(original.trace_id, "032x") if original is not None else rs.trace_id
-        # this invocation's trace, stored with every record it writes (a resume's differs from run.trace_id)
-        run.record_trace_id = rs.trace_id
+        # this invocation's trace, stored with every record it writes (a resume's differs from run.trace_id);
+        # the run's own trace is the first traced invocation's
+        run.set_trace_ids(rs.trace_id, run=format(original.trace_id, "032x") if original is not None else None)
 
     @hookimpl
-    def dagexec_run_finished(self, run: Run, report: RunReport) -> None:
+    def dagexec_run_finished(self, run: RunView, report: RunReport) -> None:
         rs = self.runs.pop(id(run), None)
         if rs is None:
             return
@@ -169,7 +164,7 @@ class TraceEvents:
 
     # -- tasks -------------------------------------------------------------
 
-    def _task_span(self, rs: _RunSpans, run: Run, task: Task, start: float | None = None) -> trace.Span:
+    def _task_span(self, rs: _RunSpans, run: RunView, task: Task, start: float | None = None) -> trace.Span:
         name = task.name
         attributes: dict[str, Any] = {
             TASK_NAME: name,
@@ -184,7 +179,7 @@ class TraceEvents:
         return span
 
     @hookimpl
-    def dagexec_task_started(self, run: Run, task: Task, attempt: int) -> None:
+    def dagexec_task_started(self, run: RunView, task: Task, attempt: int) -> None:
         # Runs inside the context the body will run in: attaching here makes
         # the attempt span current for the body, and nothing else.
         rs = self.runs.get(id(run))
@@ -201,19 +196,19 @@ class TraceEvents:
         attributes: dict[str, Any] = {TASK_NAME: name, "dagexec.attempt": attempt}
         if task.breaker is not None:
             attributes["dagexec.breaker.name"] = task.breaker
-            breaker = run.breakers.get(task.breaker)
-            if breaker is not None:
-                attributes["dagexec.breaker.state"] = breaker.state
+            breaker_state = run.breaker_state(task.breaker)
+            if breaker_state is not None:
+                attributes["dagexec.breaker.state"] = breaker_state
         span = self.tracer.start_span(f"{name} attempt {attempt}", context=rs.task_ctx[name], attributes=attributes)
         rs.attempts[name] = span
         ctx = trace.set_span_in_context(span)
         if self.exporters:
             ctx = otel_context.set_value(EXPORTERS_KEY, self.exporters, ctx)
         otel_context.attach(ctx)
-        run.blackboard[f"dagexec.trace_id:{name}"] = rs.trace_id
+        run.set_trace_ids(rs.trace_id, task=name)
 
     @hookimpl
-    def dagexec_task_retrying(self, run: Run, task: Task, attempt: int, error: BaseException, delay: float) -> None:
+    def dagexec_task_retrying(self, run: RunView, task: Task, attempt: int, error: BaseException, delay: float) -> None:
         rs = self.runs.get(id(run))
         if rs is None or not rs.recording:
             return
@@ -230,14 +225,14 @@ class TraceEvents:
             )
 
     @hookimpl
-    def dagexec_task_dead_lettered(self, run: Run, task: Task, entry: DeadLetter) -> None:
+    def dagexec_task_dead_lettered(self, run: RunView, task: Task, entry: DeadLetter) -> None:
         rs = self.runs.get(id(run))
         if rs is None or not rs.recording:
             return
         rs.dead_letters[task.name] = entry.id
 
     @hookimpl
-    def dagexec_task_finished(self, run: Run, task: Task, record: TaskRecord) -> None:
+    def dagexec_task_finished(self, run: RunView, task: Task, record: TaskRecord) -> None:
         rs = self.runs.get(id(run))
         if rs is None or not rs.recording:
             return
@@ -247,7 +242,7 @@ class TraceEvents:
         result = _RESULTS.get(state, "error")
         error: BaseException | str | None = None
         if state is TaskState.FAILED or state is TaskState.DEAD_LETTERED:
-            last = getattr(run, "last_exc", {}).get(run.index.get(name, -1))
+            last = run.last_error(name)
             error = last if last is not None else record.error
             if _is_timeout(error):
                 result = "timeout"

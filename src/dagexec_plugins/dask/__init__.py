@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagexec_core import hookimpl
-from dagexec_core.config import Config
+from dagexec_core import Config, hookimpl
 
 from .executor import DaskExecutor, task_resources
 from .session import DaskSession, seconds_option

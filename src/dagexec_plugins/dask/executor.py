@@ -27,16 +27,16 @@ import uuid
 import weakref
 from typing import Any
 
-from dagexec_core import __version__
-from dagexec_core.config import Config
-from dagexec_core.dag import Task
-from dagexec_core.errors import (
+from dagexec_core import (
+    Config,
     DaskClusterError,
     DaskNoWorkersError,
     DaskResourceTagError,
     DaskWorkerLostError,
     DaskWorkerVersionError,
+    Task,
     TaskPicklingError,
+    __version__,
 )
 
 from ..local import LocalExecutor

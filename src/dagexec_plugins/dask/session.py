@@ -12,8 +12,7 @@ import os
 import sys
 from typing import Any
 
-from dagexec_core.config import Config
-from dagexec_core.errors import DaskConnectError, PluginError, UsageError
+from dagexec_core import Config, DaskConnectError, PluginError, UsageError
 
 log = logging.getLogger("dagexec.dask")
 

@@ -1,0 +1,271 @@
+"""Resume planning: from what a state file holds to what a resumed run does, as one pure function.
+
+`plan_resume` takes the stored records of a run, the metadata of the crashes
+of its driver and the structure of the DAG, and answers which tasks are kept
+(completed, failed, dead-lettered, skipped), which run again (pending), and
+which were in flight at two consecutive crashes (poison pills, dead-lettered
+without a third start). It reads no file and runs no loop; the engine applies
+the plan. The rules are docs/reliability.md's:
+
+- A task left RUNNING by a crash goes back to PENDING, and the attempt the
+  crash cut does not count (its attempts drop by one).
+- A task RUNNING at the previous crash too, in an earlier attempt, is the
+  likely cause: it is not started a third time but failed with
+  `TaskInterruptedError` (the engine does that once the run is open).
+- The same attempt seen again (same start) is the same crash seen twice, not
+  a second crash.
+- ``replay`` names go back to PENDING with no attempts, with the dependents
+  they had skipped or failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from .dag import Task
+from .errors import DagChangedError, UsageError
+from .stages import fingerprint_digest
+from .state import TERMINAL_STATES, TaskRecord, TaskState
+
+PENDING = TaskState.PENDING
+READY = TaskState.READY
+RUNNING = TaskState.RUNNING
+RETRYING = TaskState.RETRYING
+COMPLETED = TaskState.COMPLETED
+FAILED = TaskState.FAILED
+DEAD_LETTERED = TaskState.DEAD_LETTERED
+SKIPPED = TaskState.SKIPPED
+CANCELLED = TaskState.CANCELLED
+
+#: Run metadata key: the tasks the last crash of a run's driver caught in flight, and how many crashes so far.
+CRASH_META = "dagexec.crashes"
+
+
+@attrs.define
+class TaskPlan:
+    """What a resumed run starts one task of the DAG with."""
+
+    state: TaskState
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    output: Any = None
+    #: The state differs from the stored record's: the run writes it when it opens.
+    changed: bool = False
+    #: Kept exactly as stored (a final state): it keeps the trace id that wrote it.
+    kept: bool = False
+    trace_id: str | None = None
+
+
+@attrs.define
+class ResumePlan:
+    """The outcome of `plan_resume`; ``tasks`` is in the order of the tasks given."""
+
+    tasks: list[TaskPlan]
+    #: Tasks of the DAG the stored run does not have (added to it as PENDING).
+    new_names: list[str]
+    #: Indices of tasks in flight at two consecutive crashes, with their error: failed once the run is open.
+    poison: list[tuple[int, str]]
+    #: Mapped elements ("name[3]") in flight at two consecutive crashes: failed when their map expands.
+    poison_elements: dict[str, str]
+    #: Stored records of names not in the DAG (mapped elements), reused when their map expands.
+    stored_extra: dict[str, TaskRecord]
+    #: Base names of the tasks replayed (their dead letters leave the queue).
+    replayed: set[str]
+    #: The crash metadata to store (`CRASH_META`), or None to leave it as it is.
+    crash_meta: dict[str, Any] | None
+
+    def pending(self) -> list[int]:
+        return [i for i, t in enumerate(self.tasks) if t.state is PENDING]
+
+
+def plan_resume(
+    *,
+    run_id: str,
+    dag_name: str,
+    tasks: Sequence[Task],
+    records: Mapping[str, TaskRecord],
+    fingerprint: Mapping[str, Sequence[str]],
+    crash_meta: Any = None,
+    replay: Sequence[str] = (),
+    now: float,
+) -> ResumePlan:
+    """Plan the resume of run ``run_id`` of DAG ``dag_name`` (``tasks`` in topological order).
+
+    ``records`` and ``fingerprint`` (task -> its dependencies when the run was
+    made; it may carry a ``digest`` attribute) are what storage's
+    ``resume_run`` gives; ``crash_meta`` the stored `CRASH_META` value;
+    ``now`` the time the crash is found at. Raises `DagChangedError` when a
+    completed task left the DAG or changed its dependencies, `UsageError`
+    when ``replay`` names a task that is not in the DAG.
+    """
+    index = {t.name: i for i, t in enumerate(tasks)}
+    children: list[list[int]] = [[] for _ in tasks]
+    for i, t in enumerate(tasks):
+        for d in t.deps:
+            children[index[d]].append(i)
+    _check_unchanged(run_id, dag_name, tasks, index, records, fingerprint)
+    to_reset = _replayed(dag_name, tasks, index, children, records, replay)
+    replayed = {tasks[i].name for i in to_reset}
+    stored_extra = {name: rec for name, rec in records.items() if name not in index}
+    previous = previous_crash(crash_meta)
+    in_flight: dict[str, list[Any]] = {}
+    poison_elements: dict[str, str] = {}
+    for name, rec in records.items():
+        if rec.state is RUNNING and name not in index and base_name(name) not in replayed:
+            in_flight[name] = [rec.attempts, rec.started_at]  # a mapped element (re-made when its map expands)
+            if _caught_again(previous, name, rec.started_at):
+                poison_elements[name] = poison_message(run_id, name, previous, in_flight[name])
+    plans: list[TaskPlan] = []
+    new_names: list[str] = []
+    poison: list[tuple[int, str]] = []
+    for i, task in enumerate(tasks):
+        found = records.get(task.name)
+        if found is None:
+            new_names.append(task.name)
+            plans.append(TaskPlan(PENDING))
+            continue
+        plan = TaskPlan(found.state, found.attempts, found.started_at, found.finished_at, found.error)
+        crashed = False
+        if i in to_reset:
+            plan.state, plan.attempts, plan.error = PENDING, 0, None
+            for k in [k for k in stored_extra if k.startswith(task.name + "[")]:
+                del stored_extra[k]
+        elif found.state is COMPLETED:
+            plan.output = found.output
+        elif found.state in (RUNNING, RETRYING, READY, CANCELLED):
+            # A map collector's attempt is its elements': it expands again, reusing completed ones;
+            # a resumable task (a loop) continues from its own checkpoint.
+            if found.state is RUNNING and task.map_over is None:
+                # Cut short by the crash of the process driving the run: that attempt does not count,
+                # unless the task was in flight at the crash before too (the likely cause).
+                in_flight[task.name] = [found.attempts, found.started_at]
+                if _caught_again(previous, task.name, found.started_at):
+                    crashed = True  # stays RUNNING: failed (and dead-lettered) once the run is open
+                    poison.append((i, poison_message(run_id, task.name, previous, in_flight[task.name])))
+                else:
+                    plan.attempts = max(0, found.attempts - 1)
+            if not crashed:
+                plan.state = PENDING
+        if plan.state is found.state and plan.state in TERMINAL_STATES and not crashed:
+            plan.kept, plan.trace_id = True, found.trace_id
+        plan.changed = plan.state is not found.state
+        plans.append(plan)
+    new_meta = None
+    if in_flight != previous["in_flight"]:  # the same records seen again are the same crash, not a new one
+        crash = previous["count"] + 1 if in_flight else previous["count"]
+        new_meta = {"count": crash, "in_flight": in_flight, "found_at": now}
+    return ResumePlan(plans, new_names, poison, poison_elements, stored_extra, replayed, new_meta)
+
+
+def _check_unchanged(
+    run_id: str,
+    dag_name: str,
+    tasks: Sequence[Task],
+    index: Mapping[str, int],
+    records: Mapping[str, TaskRecord],
+    fingerprint: Mapping[str, Sequence[str]],
+) -> None:
+    # The DAG the run was created with, unchanged (same digest): no stored dependency list is read.
+    digest = getattr(fingerprint, "digest", None)
+    same_dag = digest is not None and digest == fingerprint_digest({t.name: t.deps for t in tasks})
+    changed: list[str] = []
+    for name, rec in records.items():
+        if rec.state is not COMPLETED:
+            continue
+        if name not in index:
+            if is_mapped_name(name, index):
+                continue
+            changed.append(f"completed task {name!r} is no longer in the DAG")
+        elif not same_dag and list(tasks[index[name]].deps) != list(fingerprint.get(name, [])):
+            changed.append(
+                f"dependencies of completed task {name!r} changed from {list(fingerprint.get(name, []))} "
+                f"to {list(tasks[index[name]].deps)}"
+            )
+    if changed:
+        raise DagChangedError(
+            f"run {run_id} of DAG {dag_name!r} cannot be resumed: " + "; ".join(changed) + "; start a new run instead"
+        )
+
+
+def _replayed(
+    dag_name: str,
+    tasks: Sequence[Task],
+    index: Mapping[str, int],
+    children: Sequence[Sequence[int]],
+    records: Mapping[str, TaskRecord],
+    replay: Sequence[str],
+) -> set[int]:
+    """The replayed tasks, and the dependents they skipped or failed, transitively."""
+    names = set(replay)
+    unknown = names - set(index)
+    if unknown:
+        raise UsageError(f"cannot replay {sorted(unknown)}: not tasks of DAG {dag_name!r}")
+    to_reset: set[int] = set()
+    for name in names:
+        i = index[name]
+        to_reset.add(i)
+        stack = [i]
+        while stack:
+            for c in children[stack.pop()]:
+                child = records.get(tasks[c].name)
+                if (
+                    c not in to_reset
+                    and child is not None
+                    and child.state in (SKIPPED, FAILED, DEAD_LETTERED, CANCELLED)
+                ):
+                    to_reset.add(c)
+                    stack.append(c)
+    return to_reset
+
+
+def previous_crash(stored: Any) -> dict[str, Any]:
+    """The stored `CRASH_META` value, or an empty one (none stored, or not of the expected shape)."""
+    if isinstance(stored, dict) and isinstance(stored.get("in_flight"), dict):
+        return {"count": int(stored.get("count") or 0), "in_flight": stored["in_flight"]}
+    return {"count": 0, "in_flight": {}}
+
+
+def _caught_again(previous: Mapping[str, Any], name: str, started_at: float | None) -> bool:
+    """Was ``name`` in flight at the previous crash too, in an attempt started before this one?
+
+    The same attempt (same start) seen again is the same crash seen twice (a resume that died before it
+    wrote anything), not a second crash."""
+    before = previous["in_flight"].get(name)
+    return before is not None and before[1] != started_at
+
+
+def poison_message(run_id: str, name: str, previous: Mapping[str, Any], now: Sequence[Any]) -> str:
+    n = int(previous["count"]) + 1
+    before = previous["in_flight"][name]
+    return (
+        f"task {name!r} was running at two consecutive crashes of the process driving run {run_id} "
+        f"(crash {n - 1}: attempt {before[0]} started {_utc(before[1])}; crash {n}: attempt {now[0]} "
+        f"started {_utc(now[1])}), so it is the likely cause and was not started a third time; fix it, "
+        f"then replay it: dagexec resume {run_id} --replay {base_name(name)}"
+    )
+
+
+def base_name(name: str) -> str:
+    """``"load"`` for a mapped element ``"load[3]"``; other names as they are."""
+    base, sep, rest = name.partition("[")
+    return base if sep and rest.endswith("]") else name
+
+
+def is_mapped_name(name: str, index: Mapping[str, int]) -> bool:
+    base, sep, rest = name.partition("[")
+    return bool(sep) and rest.endswith("]") and base in index
+
+
+def _utc(ts: Any) -> str:
+    if not isinstance(ts, (int, float)):
+        return "at an unknown time"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+__all__ = ["CRASH_META", "ResumePlan", "TaskPlan", "plan_resume"]
