@@ -156,12 +156,14 @@ class Run:
 
         # -- the task table ------------------------------------------------
         order = dag.topological_order()
-        self.tasks: list[Task] = [dag[n] for n in order]
+        self.tasks: list[Task] = list(map(dag.tasks.__getitem__, order))
         breaker_tags = config.getoption("breaker_tags")
         if breaker_tags:
             self.tasks = [_tag_breaker(t, breaker_tags) for t in self.tasks]
-        self.index: dict[str, int] = {t.name: i for i, t in enumerate(self.tasks)}
-        n = len(self.tasks)
+        tasks = self.tasks
+        index: dict[str, int] = {t.name: i for i, t in enumerate(tasks)}
+        self.index = index
+        n = len(tasks)
         self.states: list[TaskState] = [PENDING] * n
         self.attempts: list[int] = [0] * n
         self.started: list[float | None] = [None] * n
@@ -169,15 +171,26 @@ class Run:
         self.outputs: list[Any] = [None] * n
         self.errors: list[str | None] = [None] * n
         self.remaining: list[int] = [0] * n
-        self.children: list[list[int]] = [[] for _ in range(n)]
-        self.deps_idx: list[tuple[int, ...]] = []
-        self.params: list[tuple[tuple[str, int], ...]] = []
-        for i, t in enumerate(self.tasks):
-            deps = tuple(self.index[d] for d in t.deps)
-            self.deps_idx.append(deps)
-            for d in deps:
-                self.children[d].append(i)
-            self.params.append(tuple((p, self.index[p]) for p in t.dep_params))
+        children: list[list[int]] = [[] for _ in range(n)]
+        self.children = children
+        # one pass, locals only; a task without dependencies (or parameters) shares the empty tuple
+        lookup = index.__getitem__
+        deps_idx: list[tuple[int, ...]] = []
+        params: list[tuple[tuple[str, int], ...]] = []
+        add_deps, add_params = deps_idx.append, params.append
+        empty: tuple[()] = ()
+        for i, t in enumerate(tasks):
+            if t.deps:
+                deps = tuple(map(lookup, t.deps))
+                add_deps(deps)
+                for d in deps:
+                    children[d].append(i)
+            else:
+                add_deps(empty)
+            dep_params = t.dep_params
+            add_params(tuple([(p, lookup(p)) for p in dep_params]) if dep_params else empty)
+        self.deps_idx = deps_idx
+        self.params = params
         self.blocked = bytearray(n)  # 1 once a dependency ended other than COMPLETED
         self.parent_of: dict[int, int] = {}  # mapped element -> collector
         self.map_children: dict[int, list[int]] = {}
@@ -1151,6 +1164,8 @@ class Run:
             crash_meta=self.storage.get_meta(self.run_id, CRASH_META),
             replay=self.replay,
             now=time.time(),
+            dag_digest=self.dag.fingerprint_digest(),
+            index=self.index,
         )
         self.stored_extra = plan.stored_extra
         self.poison_elements = plan.poison_elements
