@@ -674,7 +674,8 @@ class Run:
                 try:
                     if type(value) in self.identity_types:  # None, bool, int, str: the round trip is the value
                         if self.persist:
-                            text = self.dumps(value)
+                            # JSON (identity_types is empty otherwise): None, most bodies' output, is "null"
+                            text = "null" if value is None else self.dumps(value)
                     else:
                         text = self.dumps(value)
                         value = self.loads(text)
