@@ -55,7 +55,7 @@ from .errors import (
 from .outputs import IDENTITY_TYPES, JsonSerializer, Serializer, encode_output, output_error
 from .plugins import call_hook, hook_error
 from .results import RunReport
-from .resume import CRASH_META, base_name, plan_resume
+from .resume import CRASH_META, NOT_STARTED, base_name, plan_resume
 from .retry import RetryPolicy
 from .stages import CircuitBreaker, Clock, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
 from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
@@ -1210,6 +1210,8 @@ class Run:
         trace_ids: list[Any] = [_THIS_INVOCATION] * len(self.tasks)
         self.trace_ids = trace_ids
         for i, tp in enumerate(plan.tasks):
+            if tp is NOT_STARTED:
+                continue  # pending, as the table starts
             self.states[i] = tp.state
             self.attempts[i] = tp.attempts
             self.started[i], self.finished[i] = tp.started_at, tp.finished_at
