@@ -218,3 +218,23 @@ def test_retry_given_as_a_number_is_the_same_policy_for_every_task() -> None:
     assert c.max_attempts == 2
     with pytest.raises(TaskDefinitionError, match="retry= takes a RetryPolicy"):
         dag.add("d", noop, retry=True)  # type: ignore[arg-type]
+
+
+def test_validate_and_the_digest_are_kept_until_the_next_add() -> None:
+    """A DAG validated once is not checked again, and its digest not recomputed, until a task is added."""
+    from dagexec_core import fingerprint_digest
+
+    dag = Dag("kept")
+    dag.add("a", lambda: 1)
+    dag.add("b", lambda a: a, deps=["a"])
+    dag.validate()
+    digest = dag.fingerprint_digest()
+    assert digest == fingerprint_digest({"a": (), "b": ("a",)})
+    dag.validate()  # nothing changed
+    dag.add("c", lambda missing: 0, deps=["missing"])
+    with pytest.raises(MissingDependencyError, match="missing"):
+        dag.validate()
+    dag.add("missing", lambda: 0)
+    dag.validate()
+    assert dag.fingerprint_digest() != digest
+    assert dag.fingerprint_digest() == fingerprint_digest({"a": (), "missing": (), "b": ("a",), "c": ("missing",)})

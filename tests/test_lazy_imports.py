@@ -55,11 +55,13 @@ def _project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_without_tracing_and_metrics_no_opentelemetry_and_no_sqlite_utils_once_the_file_exists(tmp_path: Path) -> None:
+def test_without_tracing_and_metrics_no_opentelemetry_and_no_sqlite_utils(tmp_path: Path) -> None:
     project = _project(tmp_path)
     first = _modules(project, "-p", "no:tracing", "-p", "no:metrics")
     assert "opentelemetry" not in first and "dagexec_plugins.tracing" not in first
-    assert "sqlite_utils" in first  # creating the state file is what needs it
+    # creating the state file needs no sqlite-utils either: a new file gets the schema as plain SQL
+    assert {"sqlite_utils", "pandas", "dagexec_plugins.sqlite.migrations"}.isdisjoint(first)
+    assert "dagexec_plugins.sqlite.write" in first
     again = _modules(project, "-p", "no:tracing", "-p", "no:metrics")
     assert {"opentelemetry", "sqlite_utils", "pandas", "dagexec_plugins.tracing"}.isdisjoint(again)
     assert "dagexec_plugins.sqlite.write" in again  # the run did persist

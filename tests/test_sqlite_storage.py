@@ -544,6 +544,56 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
     assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == list(range(1, SCHEMA_VERSION + 1))
 
 
+def _schema_of(db: Path) -> dict[str, Any]:
+    """What makes two state files the same format: their schema entries (SQL text included), version and identity."""
+    conn = sqlite3.connect(db)
+    try:
+        return {
+            "master": sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"), key=str),
+            "user_version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "application_id": conn.execute("PRAGMA application_id").fetchone()[0],
+            "migrations": [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")],
+        }
+    finally:
+        conn.close()
+
+
+def test_a_new_file_has_the_schema_of_an_empty_file_migrated_step_by_step(tmp_path: Path) -> None:
+    """A new file gets the schema as plain SQL (no sqlite-utils); it must be what the migrations would have made."""
+    import sqlite_utils
+
+    from dagexec_plugins.sqlite.migrations import MIGRATIONS
+
+    (tmp_path / "flow.py").write_text(
+        "from dagexec_core import Dag\n\ndag = Dag('small')\n\n\n@dag.task\ndef one():\n    return 1\n",
+        encoding="utf-8",
+    )
+    dagexec = str(Path(sys.executable).with_name("dagexec"))
+    proc = subprocess.run(
+        [dagexec, "run", "flow.py", "--state", "new.db", "-q"],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    migrated = tmp_path / "migrated.db"
+    conn = sqlite3.connect(migrated, isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    for v in range(1, SCHEMA_VERSION + 1):
+        MIGRATIONS[v](db)
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 0.0)", (v,))
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.close()
+    created = _schema_of(tmp_path / "new.db")
+    assert created == _schema_of(migrated)
+    assert created["user_version"] == SCHEMA_VERSION and created["application_id"] == APPLICATION_ID
+    assert {"runs", "transitions", "run_fingerprints", "task_records"} <= {row[1] for row in created["master"]}
+
+
 def _version_1_file(db: Path) -> None:
     """A state file as schema 1 wrote it: run r1 of simple_dag crashed with extract completed."""
     import sqlite_utils

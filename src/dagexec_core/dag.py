@@ -141,6 +141,10 @@ class Dag:
             self.params = check_declaration(name, params)
         self._tasks: dict[str, Task] = {}
         self._order: list[str] | None = None
+        #: `validate` passed since the last `add` (checking 100,000 tasks again costs 0.1 s).
+        self._valid = False
+        #: `fingerprint_digest` of the DAG as it stands, None until asked for since the last `add`.
+        self._digest: str | None = None
         #: ``retry=N`` -> its policy: one frozen value shared by every task given the same N
         #: (building a validated RetryPolicy costs more than the rest of a task's definition).
         self._retry_of: dict[int, RetryPolicy] = {}
@@ -196,6 +200,8 @@ class Dag:
         )
         self._tasks[name] = task
         self._order = None
+        self._valid = False
+        self._digest = None
         return task
 
     def task(self, fn: F | None = None, /, *, name: str | None = None, **options: Any) -> Any:
@@ -279,22 +285,44 @@ class Dag:
 
     def validate(self) -> None:
         """Raise a `DagValidationError` subclass if the DAG cannot run."""
+        if self._valid:
+            return
         names = self._tasks
+        known = names.__contains__
         for name, task in names.items():
-            for dep in task.deps:
+            deps = task.deps
+            if not deps or (name not in deps and all(map(known, deps))):
+                if task.branches:
+                    self._check_branches(name, task.branches)
+                continue
+            for dep in deps:
                 if dep == name or dep not in names:
                     if dep == name:
                         raise SelfDependencyError(self.name, name)
                     close = difflib.get_close_matches(dep, list(names), n=1, cutoff=0.6)
                     raise MissingDependencyError(self.name, name, dep, close[0] if close else None)
-            if task.branches:
-                for branch in task.branches:
-                    if branch not in names or name not in names[branch].deps:
-                        raise TaskDefinitionError(
-                            f"conditional task {name!r} in DAG {self.name!r} names branch {branch!r}, "
-                            f"which is not a task depending on it; add {branch!r} with deps=[{name!r}]"
-                        )
         self.topological_order()
+        self._valid = True
+
+    def _check_branches(self, name: str, branches: Sequence[str]) -> None:
+        names = self._tasks
+        for branch in branches:
+            if branch not in names or name not in names[branch].deps:
+                raise TaskDefinitionError(
+                    f"conditional task {name!r} in DAG {self.name!r} names branch {branch!r}, "
+                    f"which is not a task depending on it; add {branch!r} with deps=[{name!r}]"
+                )
+
+    def fingerprint_digest(self) -> str:
+        """`dagexec_core.fingerprint_digest` of this DAG's dependency lists in `topological_order`:
+        what a resume compares with the stored run's. Kept until the next `add`."""
+        digest = self._digest
+        if digest is None:
+            from .stages import fingerprint_digest
+
+            tasks = self._tasks
+            digest = self._digest = fingerprint_digest({n: tasks[n].deps for n in self.topological_order()})
+        return digest
 
     def topological_order(self) -> list[str]:
         """Task names so that every task comes after its dependencies.

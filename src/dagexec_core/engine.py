@@ -55,7 +55,7 @@ from .errors import (
 from .outputs import IDENTITY_TYPES, JsonSerializer, Serializer, encode_output, output_error
 from .plugins import call_hook, hook_error
 from .results import RunReport
-from .resume import CRASH_META, base_name, plan_resume
+from .resume import CRASH_META, NOT_STARTED, base_name, plan_resume
 from .retry import RetryPolicy
 from .stages import CircuitBreaker, Clock, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
 from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
@@ -156,12 +156,14 @@ class Run:
 
         # -- the task table ------------------------------------------------
         order = dag.topological_order()
-        self.tasks: list[Task] = [dag[n] for n in order]
+        self.tasks: list[Task] = list(map(dag.tasks.__getitem__, order))
         breaker_tags = config.getoption("breaker_tags")
         if breaker_tags:
             self.tasks = [_tag_breaker(t, breaker_tags) for t in self.tasks]
-        self.index: dict[str, int] = {t.name: i for i, t in enumerate(self.tasks)}
-        n = len(self.tasks)
+        tasks = self.tasks
+        index: dict[str, int] = {t.name: i for i, t in enumerate(tasks)}
+        self.index = index
+        n = len(tasks)
         self.states: list[TaskState] = [PENDING] * n
         self.attempts: list[int] = [0] * n
         self.started: list[float | None] = [None] * n
@@ -169,15 +171,26 @@ class Run:
         self.outputs: list[Any] = [None] * n
         self.errors: list[str | None] = [None] * n
         self.remaining: list[int] = [0] * n
-        self.children: list[list[int]] = [[] for _ in range(n)]
-        self.deps_idx: list[tuple[int, ...]] = []
-        self.params: list[tuple[tuple[str, int], ...]] = []
-        for i, t in enumerate(self.tasks):
-            deps = tuple(self.index[d] for d in t.deps)
-            self.deps_idx.append(deps)
-            for d in deps:
-                self.children[d].append(i)
-            self.params.append(tuple((p, self.index[p]) for p in t.dep_params))
+        children: list[list[int]] = [[] for _ in range(n)]
+        self.children = children
+        # one pass, locals only; a task without dependencies (or parameters) shares the empty tuple
+        lookup = index.__getitem__
+        deps_idx: list[tuple[int, ...]] = []
+        params: list[tuple[tuple[str, int], ...]] = []
+        add_deps, add_params = deps_idx.append, params.append
+        empty: tuple[()] = ()
+        for i, t in enumerate(tasks):
+            if t.deps:
+                deps = tuple(map(lookup, t.deps))
+                add_deps(deps)
+                for d in deps:
+                    children[d].append(i)
+            else:
+                add_deps(empty)
+            dep_params = t.dep_params
+            add_params(tuple([(p, lookup(p)) for p in dep_params]) if dep_params else empty)
+        self.deps_idx = deps_idx
+        self.params = params
         self.blocked = bytearray(n)  # 1 once a dependency ended other than COMPLETED
         self.parent_of: dict[int, int] = {}  # mapped element -> collector
         self.map_children: dict[int, list[int]] = {}
@@ -551,19 +564,24 @@ class Run:
             if not fut.done():
                 fut.set_result(None)
                 self.running += 1
-        while ready and self.running < self.concurrency:
-            _, _, i = heapq.heappop(ready)
-            task = self.tasks[i]
+        tasks, states, attempts, started = self.tasks, self.states, self.attempts, self.started
+        concurrency = self.concurrency
+        pop = heapq.heappop
+        while ready and self.running < concurrency:
+            i = pop(ready)[2]
+            task = tasks[i]
             if task.breaker is not None and not self._breaker_allows(i, task.breaker):
                 continue
-            if self.states[i] is not RUNNING:  # not already moved by a breaker probe
+            old = states[i]
+            if old is not RUNNING and RUNNING not in TRANSITIONS[old]:  # not already moved by a breaker probe
                 self._check(i, RUNNING)
-            self.states[i] = RUNNING
-            self.attempts[i] += 1
-            self.started[i] = now
+            states[i] = RUNNING
+            attempt = attempts[i] + 1
+            attempts[i] = attempt
+            started[i] = now
             self.running += 1
             if persist:
-                rows.append((task.name, "running", self.attempts[i], now, None, None, None, trace_id))
+                rows.append((task.name, "running", attempt, now, None, None, None, trace_id))
             to_start.append(i)
         self._flush()
         for i in to_start:
@@ -579,8 +597,12 @@ class Run:
     def _submit(self, i: int) -> None:
         task = self.tasks[i]
         attempt = self.attempts[i]
-        outputs = self.outputs
-        kwargs = {p: outputs[j] for p, j in self.params[i]}
+        params = self.params[i]
+        if params:
+            outputs = self.outputs
+            kwargs = {p: outputs[j] for p, j in params}
+        else:
+            kwargs = {}
         if task.static_kwargs:
             kwargs.update(task.static_kwargs)
         if task.wants_ctx:
@@ -652,16 +674,19 @@ class Run:
                 try:
                     if type(value) in self.identity_types:  # None, bool, int, str: the round trip is the value
                         if self.persist:
-                            text = self.dumps(value)
+                            # JSON (identity_types is empty otherwise): None, most bodies' output, is "null"
+                            text = "null" if value is None else self.dumps(value)
                     else:
                         text = self.dumps(value)
                         value = self.loads(text)
                 except Exception as e:  # noqa: BLE001 - fails this task only (RecursionError included)
                     exc = output_error(self.serializer, task.name, value, e)
         if exc is None:
-            self._check(i, COMPLETED)
+            states = self.states
+            if states[i] is not RUNNING:  # RUNNING -> COMPLETED is always allowed
+                self._check(i, COMPLETED)
             now = time.time()
-            self.states[i] = COMPLETED
+            states[i] = COMPLETED
             self.outputs[i] = value
             self.finished[i] = now
             self.errors[i] = None
@@ -784,27 +809,45 @@ class Run:
     def _finish(self, i: int) -> None:
         """``i`` reached a final state: tell plugins, release dependents, cascade skips."""
         stack = [i]
+        states, tasks, children, remaining, blocked = (
+            self.states,
+            self.tasks,
+            self.children,
+            self.remaining,
+            self.blocked,
+        )
+        parent_of = self.parent_of
+        ready = self.ready
+        push = heapq.heappush
         while stack:
             j = stack.pop()
-            state = self.states[j]
-            not_taken = self._not_taken(j) if state is COMPLETED and self.tasks[j].branches is not None else None
+            state = states[j]
+            ok = state is COMPLETED
+            not_taken = self._not_taken(j) if ok and tasks[j].branches is not None else None
             if self._h_task_finished:
-                self._emit_event("dagexec_task_finished", run=self, task=self.tasks[j], record=self.record(j))
+                self._emit_event("dagexec_task_finished", run=self, task=tasks[j], record=self.record(j))
             if state is CANCELLED:
                 continue  # dependents stay PENDING: the run resumes them
-            parent = self.parent_of.get(j)
-            if parent is not None:
-                self.remaining[parent] -= 1
-                if self.remaining[parent] == 0:
-                    self._collect(parent, stack)
-            for c in self.children[j]:
-                if state is not COMPLETED:
-                    self.blocked[c] |= 1
+            if parent_of:
+                parent = parent_of.get(j)
+                if parent is not None:
+                    remaining[parent] -= 1
+                    if remaining[parent] == 0:
+                        self._collect(parent, stack)
+            for c in children[j]:
+                if not ok:
+                    blocked[c] |= 1
                 elif not_taken and c in not_taken:
-                    self.blocked[c] |= 2
-                self.remaining[c] -= 1
-                if self.remaining[c] == 0 and self.states[c] is PENDING:
-                    if self._should_run(c):
+                    blocked[c] |= 2
+                left = remaining[c] - 1
+                remaining[c] = left
+                if left == 0 and states[c] is PENDING:
+                    child = tasks[c]
+                    if not blocked[c] and child.trigger == "all_success" and child.map_over is None:
+                        # `_should_run` and `_schedule` (`_push_ready`) for the common case, inline
+                        self.seq += 1
+                        push(ready, (-child.priority, self.seq, c))
+                    elif self._should_run(c):
                         self._schedule(c)
                     else:
                         self._set_final(c, SKIPPED, None, finish=False)
@@ -1107,20 +1150,27 @@ class Run:
 
     def _start_roots(self, candidates: Iterable[int]) -> None:
         """Count unfinished dependencies and schedule (or skip) the tasks free to go."""
-        states = self.states
-        for i in range(len(self.tasks)):
-            if states[i] in TERMINAL_STATES:
-                continue
-            left = 0
-            for d in self.deps_idx[i]:
-                if states[d] in TERMINAL_STATES:
-                    if states[d] is not COMPLETED:
-                        self.blocked[i] |= 1
-                    elif self.tasks[d].branches is not None and i in self._not_taken(d):
-                        self.blocked[i] |= 2
-                else:
-                    left += 1
-            self.remaining[i] = left
+        states, deps_idx, tasks, blocked = self.states, self.deps_idx, self.tasks, self.blocked
+        terminal = TERMINAL_STATES
+        if not any(s in terminal for s in states):  # a new run: every dependency is still to finish
+            self.remaining = list(map(len, deps_idx))
+        else:
+            remaining = self.remaining
+            for i, deps in enumerate(deps_idx):
+                if not deps or states[i] in terminal:
+                    remaining[i] = 0
+                    continue
+                left = 0
+                for d in deps:
+                    sd = states[d]
+                    if sd in terminal:
+                        if sd is not COMPLETED:
+                            blocked[i] |= 1
+                        elif tasks[d].branches is not None and i in self._not_taken(d):
+                            blocked[i] |= 2
+                    else:
+                        left += 1
+                remaining[i] = left
         stack: list[int] = []
         for i in candidates:
             if states[i] is PENDING and self.remaining[i] == 0:
@@ -1151,6 +1201,8 @@ class Run:
             crash_meta=self.storage.get_meta(self.run_id, CRASH_META),
             replay=self.replay,
             now=time.time(),
+            dag_digest=self.dag.fingerprint_digest(),
+            index=self.index,
         )
         self.stored_extra = plan.stored_extra
         self.poison_elements = plan.poison_elements
@@ -1158,6 +1210,8 @@ class Run:
         trace_ids: list[Any] = [_THIS_INVOCATION] * len(self.tasks)
         self.trace_ids = trace_ids
         for i, tp in enumerate(plan.tasks):
+            if tp is NOT_STARTED:
+                continue  # pending, as the table starts
             self.states[i] = tp.state
             self.attempts[i] = tp.attempts
             self.started[i], self.finished[i] = tp.started_at, tp.finished_at

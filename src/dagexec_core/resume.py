@@ -62,6 +62,11 @@ class TaskPlan:
     trace_id: str | None = None
 
 
+#: The plan of every task without a stored record: pending, as the engine's table starts. One object shared
+#: by all of them (half of a 100,000-task run killed half-way), never changed; the engine skips it.
+NOT_STARTED = TaskPlan(PENDING)
+
+
 @attrs.define
 class ResumePlan:
     """The outcome of `plan_resume`; ``tasks`` is in the order of the tasks given."""
@@ -94,6 +99,8 @@ def plan_resume(
     crash_meta: Any = None,
     replay: Sequence[str] = (),
     now: float,
+    dag_digest: str | None = None,
+    index: Mapping[str, int] | None = None,
 ) -> ResumePlan:
     """Plan the resume of run ``run_id`` of DAG ``dag_name`` (``tasks`` in topological order).
 
@@ -102,22 +109,34 @@ def plan_resume(
     ``resume_run`` gives; ``crash_meta`` the stored `CRASH_META` value;
     ``now`` the time the crash is found at. Raises `DagChangedError` when a
     completed task left the DAG or changed its dependencies, `UsageError`
-    when ``replay`` names a task that is not in the DAG.
+    when ``replay`` names a task that is not in the DAG. ``dag_digest``, when
+    given, is the `fingerprint_digest` of ``tasks`` (`Dag.fingerprint_digest`,
+    kept with the DAG), so that it is not computed again here; ``index`` the
+    position of each task in ``tasks``, when the caller has it.
     """
-    index = {t.name: i for i, t in enumerate(tasks)}
-    children: list[list[int]] = [[] for _ in tasks]
-    for i, t in enumerate(tasks):
-        for d in t.deps:
-            children[index[d]].append(i)
-    _check_unchanged(run_id, dag_name, tasks, index, records, fingerprint)
-    to_reset = _replayed(dag_name, tasks, index, children, records, replay)
+    if index is None:
+        index = {t.name: i for i, t in enumerate(tasks)}
+    # the DAG the run was created with: every task of it is the stored run's, those without a record pending
+    same_dag = _check_unchanged(run_id, dag_name, tasks, index, records, fingerprint, dag_digest)
+    if replay:
+        children: list[list[int]] = [[] for _ in tasks]
+        for i, t in enumerate(tasks):
+            for d in t.deps:
+                children[index[d]].append(i)
+        to_reset = _replayed(dag_name, tasks, index, children, records, replay)
+    else:
+        to_reset = set()
     replayed = {tasks[i].name for i in to_reset}
-    stored_extra = {name: rec for name, rec in records.items() if name not in index}
     previous = previous_crash(crash_meta)
     in_flight: dict[str, list[Any]] = {}
     poison_elements: dict[str, str] = {}
+    # one pass over the stored records for the names the DAG does not have (mapped elements)
+    stored_extra: dict[str, TaskRecord] = {}
     for name, rec in records.items():
-        if rec.state is RUNNING and name not in index and base_name(name) not in replayed:
+        if name in index:
+            continue
+        stored_extra[name] = rec
+        if rec.state is RUNNING and base_name(name) not in replayed:
             in_flight[name] = [rec.attempts, rec.started_at]  # a mapped element (re-made when its map expands)
             if _caught_again(previous, name, rec.started_at):
                 poison_elements[name] = poison_message(run_id, name, previous, in_flight[name])
@@ -127,8 +146,9 @@ def plan_resume(
     for i, task in enumerate(tasks):
         found = records.get(task.name)
         if found is None:
-            new_names.append(task.name)
-            plans.append(TaskPlan(PENDING))
+            if not same_dag:
+                new_names.append(task.name)
+            plans.append(NOT_STARTED)
             continue
         plan = TaskPlan(found.state, found.attempts, found.started_at, found.finished_at, found.error)
         crashed = False
@@ -170,19 +190,28 @@ def _check_unchanged(
     index: Mapping[str, int],
     records: Mapping[str, TaskRecord],
     fingerprint: Mapping[str, Sequence[str]],
-) -> None:
+    dag_digest: str | None = None,
+) -> bool:
+    """Raise `DagChangedError` if a completed task left the DAG or changed its dependencies; True when
+    the DAG is the one the run was created with (same digest)."""
     # The DAG the run was created with, unchanged (same digest): no stored dependency list is read.
     digest = getattr(fingerprint, "digest", None)
-    same_dag = digest is not None and digest == fingerprint_digest({t.name: t.deps for t in tasks})
+    if digest is not None and dag_digest is None:
+        dag_digest = fingerprint_digest({t.name: t.deps for t in tasks})
+    same_dag = digest is not None and digest == dag_digest
     changed: list[str] = []
     for name, rec in records.items():
         if rec.state is not COMPLETED:
             continue
-        if name not in index:
+        if name in index:
+            if same_dag:
+                continue
+        else:
             if is_mapped_name(name, index):
                 continue
             changed.append(f"completed task {name!r} is no longer in the DAG")
-        elif not same_dag and list(tasks[index[name]].deps) != list(fingerprint.get(name, [])):
+            continue
+        if list(tasks[index[name]].deps) != list(fingerprint.get(name, [])):
             changed.append(
                 f"dependencies of completed task {name!r} changed from {list(fingerprint.get(name, []))} "
                 f"to {list(tasks[index[name]].deps)}"
@@ -191,6 +220,7 @@ def _check_unchanged(
         raise DagChangedError(
             f"run {run_id} of DAG {dag_name!r} cannot be resumed: " + "; ".join(changed) + "; start a new run instead"
         )
+    return same_dag
 
 
 def _replayed(

@@ -1,7 +1,8 @@
 """The ``sqlite`` plugin, the default storage: runs, task records, transitions and dead letters in one SQLite file.
 
-sqlite-utils creates the schema and runs its migrations (the version lives in
-the file; the two hot tables are raw DDL, to choose their keys exactly); the
+A new file gets the current schema as plain SQL (`schema.CREATE_SCHEMA`);
+sqlite-utils runs the migrations that upgrade an older one (the version lives
+in the file); the
 hot path (`SqliteStorage.write`) is prepared SQL, one transaction per
 scheduler step. The file is in WAL mode; ``durability`` picks ``synchronous``:
 
@@ -29,7 +30,7 @@ commit does not wait for them; the writer's own checkpoint every
 `WAL_AUTOCHECKPOINT` pages lets the WAL start over.
 
 The package follows the storage's seams: `schema` (the file's format),
-`migrations` (creating and upgrading it, the only user of sqlite-utils),
+`migrations` (upgrading it, the only user of sqlite-utils),
 `base` (opening the file, transactions, errors), `lock` (the run lock),
 `write` (the write path), `read` (reads) and `storage` (`SqliteStorage`).
 """

@@ -28,7 +28,7 @@ from dagexec_core import (
 )
 
 from .lock import RunLock, _proc_start
-from .schema import APPLICATION_ID, SCHEMA_VERSION, SQLITE_MAGIC
+from .schema import APPLICATION_ID, CREATE_SCHEMA, SCHEMA_VERSION, SQLITE_MAGIC
 
 DURABILITY = {"fast": "OFF", "normal": "NORMAL", "durable": "FULL"}
 
@@ -202,22 +202,32 @@ class StorageBase(RunLock):
             return
         try:
             self._set_journal(conn)
-            # sqlite-utils (and pandas) only when a file is created or migrated: never on a run's write path
-            from .migrations import MIGRATIONS, open_database
-
-            db = open_database(conn)
             # the schema's commit at the file's own durability, not fsync'ed at SQLite's default (FULL)
             conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                # re-read under the write lock: another process may have migrated meanwhile
+                # re-read under the write lock: another process may have created or migrated it meanwhile
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
-                for v in range(version + 1, SCHEMA_VERSION + 1):
-                    MIGRATIONS[v](db)
-                    conn.execute(
-                        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+                if version == 0:
+                    # a new file: the current schema in plain SQL, the steps recorded as if migrated
+                    for statement in CREATE_SCHEMA:
+                        conn.execute(statement)
+                    now = time.time()
+                    conn.executemany(
+                        "INSERT INTO schema_migrations VALUES (?, ?)",
+                        [(v, now) for v in range(1, SCHEMA_VERSION + 1)],
                     )
-                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (v, time.time()))
+                elif version < SCHEMA_VERSION:
+                    # sqlite-utils (and pandas) only when an older file is upgraded: never on a run's write path
+                    from .migrations import MIGRATIONS, open_database
+
+                    db = open_database(conn)
+                    for v in range(version + 1, SCHEMA_VERSION + 1):
+                        MIGRATIONS[v](db)
+                        conn.execute(
+                            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+                        )
+                        conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (v, time.time()))
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")

@@ -16,7 +16,7 @@ import sqlite_utils
 
 from dagexec_core import fingerprint_text
 
-from .schema import LOG_ID_BITS
+from .schema import _TASK_RECORDS_VIEW, LOG_ID_BITS
 
 
 def _migrate_to_1(db: sqlite_utils.Database) -> None:
@@ -162,35 +162,6 @@ def _migrate_to_3(db: sqlite_utils.Database) -> None:
     """``tasks.trace_id``: the OpenTelemetry trace of the invocation that last wrote the record (NULL when
     untraced, and for every record written before version 3). A column added at the end: no row is rewritten."""
     db.conn.execute("ALTER TABLE tasks ADD COLUMN trace_id TEXT")
-
-
-#: Every task record as it stands, log entries not applied yet included: what to query the file with
-#: from outside dagexec (``SELECT name, state FROM task_records WHERE run_id = ?``).
-_TASK_RECORDS_VIEW = f"""
-WITH names AS (
-    SELECT f.run_id AS run_id, j.key AS name FROM run_fingerprints AS f, json_each(f.deps) AS j
-    GROUP BY f.run_id, j.key
-),
-logged AS (
-    SELECT l.run_id, l.task, l.state, l.attempts, l.error, l.started_at, l.finished_at, l.output, l.trace_id,
-           max(l.id) AS id
-    FROM runs AS r JOIN transitions AS l
-      ON l.id BETWEEN r.log_applied + 1 AND (r.num << {LOG_ID_BITS}) + {(1 << LOG_ID_BITS) - 1}
-    WHERE r.log_applied IS NOT NULL
-    GROUP BY l.run_id, l.task
-)
-SELECT n.run_id AS run_id, n.name AS name,
-       CASE WHEN p.id IS NULL THEN coalesce(t.state, 'pending') ELSE p.state END AS state,
-       CASE WHEN p.id IS NULL THEN coalesce(t.attempts, 0) ELSE p.attempts END AS attempts,
-       CASE WHEN p.id IS NULL THEN t.started_at ELSE p.started_at END AS started_at,
-       CASE WHEN p.id IS NULL THEN t.finished_at ELSE p.finished_at END AS finished_at,
-       CASE WHEN p.id IS NULL THEN t.output ELSE p.output END AS output,
-       CASE WHEN p.id IS NULL THEN t.error ELSE p.error END AS error,
-       CASE WHEN p.id IS NULL THEN t.trace_id ELSE p.trace_id END AS trace_id
-FROM names AS n
-LEFT JOIN tasks AS t ON t.run_id = n.run_id AND t.name = n.name
-LEFT JOIN logged AS p ON p.run_id = n.run_id AND p.task = n.name
-"""
 
 
 def _migrate_to_4(db: sqlite_utils.Database) -> None:
