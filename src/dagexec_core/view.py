@@ -10,6 +10,7 @@ run is which trace the run belongs to (`RunView.set_trace_ids`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -70,6 +71,10 @@ class RunView(Protocol):
     @property
     def record_trace_id(self) -> str | None:
         """The trace of this invocation, stored with every record it writes; None when untraced."""
+
+    @property
+    def run_params(self) -> Mapping[str, Any]:
+        """The run's parameters (``ctx.params``, docs/parameters.md): read-only, the same on every resume."""
 
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state now, keyed by the state's value (``"completed"``); zero counts left out."""

@@ -94,7 +94,7 @@ class TraceEvents:
         }
         if run.resumed_from:
             attributes["dagexec.resumed"] = True
-        for key, value in getattr(run, "run_params", {}).items():  # docs/parameters.md
+        for key, value in run.run_params.items():  # docs/parameters.md
             attributes[f"dagexec.param.{key}"] = _attribute_value(value)
         parent = None
         if not trace.get_current_span().get_span_context().is_valid and os.environ.get("TRACEPARENT"):
