@@ -254,7 +254,7 @@ def attach(run: Any, stored: Any) -> dict[str, Any] | None:
         raise ParamsError(f"the stored parameters of run {run.run_id} are not an object: {stored!r}")
     values, store = for_run(
         run.dag.name,
-        getattr(run.dag, "params", None),
+        run.dag.params,
         run.config.getoption("params"),
         stored,
         run_id=run.run_id if resumed else None,
