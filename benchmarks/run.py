@@ -327,7 +327,9 @@ def run_cold(args: argparse.Namespace, sample: Sampler) -> dict[str, Any]:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    out: dict[str, Any] = {"runs": cold.cold_runs(sample.env, args.cold_n, args.repeat, log)}
+    compiled = cold.compile_sources(sample.env)
+    log(f"bytecode written for {', '.join(compiled)}")
+    out: dict[str, Any] = {"bytecode": compiled, "runs": cold.cold_runs(sample.env, args.cold_n, args.repeat, log)}
     print(f"define layered N={args.define_n}", file=sys.stderr, flush=True)
     defs = [sample({"driver": "define", "n": args.define_n}) for _ in range(args.repeat)]
     good = [d for d in defs if "add_s" in d]
