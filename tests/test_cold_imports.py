@@ -25,6 +25,9 @@ DAGEXEC = str(Path(sys.executable).with_name("dagexec"))
 NOT_FOR_THE_PARSER = ("asyncio", "pluggy", "attrs", "sqlite_utils", "pandas", "numpy", "opentelemetry")
 #: Never imported by a run with tracing and metrics off.
 NOT_FOR_A_PLAIN_RUN = ("opentelemetry", "pandas", "numpy")
+#: Never imported by a run on the local executor: the plugin loader reads entry points without
+#: importlib.metadata (~10 ms), the process and Dask executors import their machinery when chosen.
+NOT_FOR_A_LOCAL_RUN = ("importlib.metadata", "multiprocessing", "pickle", "dask", "distributed", "cloudpickle", "uuid")
 
 SITECUSTOMIZE = """\
 import atexit
@@ -59,8 +62,9 @@ async def load(extract):
 '''
 
 
-def imported_by(tmp_path: Path, *args: str) -> list[str]:
-    """The top-level packages a `dagexec` process run with ``args`` in ``tmp_path`` had imported at exit."""
+def imported_by(tmp_path: Path, *args: str, full: bool = False) -> list[str]:
+    """The top-level packages (``full``: the modules) a `dagexec` process run with ``args`` in ``tmp_path``
+    had imported at exit."""
     hook = tmp_path / "hook"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
@@ -72,7 +76,8 @@ def imported_by(tmp_path: Path, *args: str) -> list[str]:
     proc = subprocess.run([DAGEXEC, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert out.is_file(), f"the sitecustomize hook did not run: {proc.stderr}"
-    return sorted({m.split(".")[0] for m in json.loads(out.read_text(encoding="utf-8"))})
+    modules = json.loads(out.read_text(encoding="utf-8"))
+    return sorted(modules if full else {m.split(".")[0] for m in modules})
 
 
 def heavy(modules: list[str], forbidden: tuple[str, ...]) -> list[str]:
@@ -107,6 +112,14 @@ def test_a_run_imports_no_sqlite_utils_pandas_or_opentelemetry(tmp_path: Path, a
     # sqlite_utils, not only pandas: it is installed everywhere (a dependency), pandas only in some places,
     # so the check fails the same way on every machine. A new state file gets its schema as plain SQL.
     assert heavy(imported_by(tmp_path, *args), (*NOT_FOR_A_PLAIN_RUN, "sqlite_utils")) == []
+
+
+def test_a_local_run_imports_no_entry_point_metadata_nor_other_executors(tmp_path: Path) -> None:
+    modules = imported_by(tmp_path, "run", "flow.py", "--state", "state.db", "-q", full=True)
+    assert heavy(modules, NOT_FOR_A_LOCAL_RUN) == []
+    # the plugins are loaded (their options exist), only their machinery waits
+    assert {"dagexec_plugins.process", "dagexec_plugins.dask", "importlib"} <= set(modules)
+    assert "dagexec_plugins.dask.executor" not in modules
 
 
 def test_tracing_on_imports_opentelemetry(tmp_path: Path) -> None:

@@ -25,10 +25,10 @@ import gc
 import heapq
 import inspect
 import logging
+import os
 import secrets
 import time
 import traceback
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -739,7 +739,7 @@ class Run:
         log.error("task %r failed after %d attempt(s): %s", task.name, self.attempts[i], self.errors[i])
         if self.dlq is not None:
             entry = DeadLetter(
-                id=uuid.uuid4().hex[:12],
+                id=os.urandom(6).hex(),
                 run_id=self.run_id,
                 dag_name=self.dag.name,
                 task=task.name,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import os
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 
-from . import hookspecs
+from . import entrypoints, hookspecs
 from .config import find_rootdir
 from .errors import PluginHookError, PluginLoadError
 
@@ -144,11 +143,11 @@ def build_plugin_manager(
         pm.register_plugin(_instantiate(module), name, "builtin", None, getattr(module, "__file__", None))
 
     if not os.environ.get("DAGEXEC_DISABLE_PLUGIN_AUTOLOAD"):
-        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in sorted(entrypoints.entry_points(ENTRY_POINT_GROUP), key=lambda e: e.name):
             if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
                 continue
-            dist = ep.dist
-            where = f"entry point {ep.value!r} of distribution {dist.name if dist else '?'}"
+            dist_name, dist_version = entrypoints.dist_info(ep)
+            where = f"entry point {ep.value!r} of distribution {dist_name or '?'}"
             try:
                 obj = ep.load()
             except Exception as exc:
@@ -156,7 +155,7 @@ def build_plugin_manager(
                     f"plugin {ep.name!r} ({where}) failed to import: {type(exc).__name__}: {exc}; "
                     f"fix or uninstall it, or skip it with -p no:{ep.name}"
                 ) from exc
-            pm.register_plugin(_instantiate(obj), ep.name, "entrypoint", dist.version if dist else None, _file_of(obj))
+            pm.register_plugin(_instantiate(obj), ep.name, "entrypoint", dist_version, _file_of(obj))
 
     for modname in [*_env_list("DAGEXEC_PLUGINS"), *load]:
         if pm.is_blocked(modname) or pm.get_plugin(modname) is not None:

@@ -23,16 +23,13 @@ import asyncio
 import importlib
 import importlib.util
 import logging
-import multiprocessing
 import os
-import pickle
 import sys
 import time
 import traceback
 import types
 from collections.abc import Mapping
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagexec_core import (
     Config,
@@ -44,6 +41,12 @@ from dagexec_core import (
     UsageError,
     hookimpl,
 )
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+# multiprocessing and pickle are imported where the executor first needs them: a run on the
+# local executor does not pay for importing them.
 
 log = logging.getLogger("dagexec.process")
 
@@ -169,6 +172,8 @@ def _ensure_module(modname: str, modfile: str | None) -> None:
 
 
 def _send_error(conn: Connection, exc: BaseException) -> None:
+    import pickle
+
     tb = "".join(traceback.format_exception(exc))
     try:
         pickle.loads(pickle.dumps(exc))  # what the parent will have to do
@@ -186,6 +191,8 @@ def _send_error(conn: Connection, exc: BaseException) -> None:
 
 def worker_main(conn: Connection) -> None:
     """Run jobs from ``conn`` until told to stop (None) or the pipe closes."""
+    import pickle
+
     while True:
         try:
             msg = conn.recv()
@@ -278,6 +285,8 @@ class ProcessExecutor:
         self.tracing = tracing
         if start_method not in START_METHODS:
             raise UsageError(f"process_start_method={start_method!r} is not one of {', '.join(START_METHODS)}")
+        import multiprocessing
+
         self.mp: Any = multiprocessing.get_context(start_method)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.idle: list[_Worker] = []
@@ -325,6 +334,8 @@ class ProcessExecutor:
     # -- internals -----------------------------------------------------------
 
     def _message(self, task: Task, kwargs: dict[str, Any], timeout: float | None, context: Any) -> tuple[Any, ...]:
+        import pickle
+
         fn = task.fn
         kwargs = dict(kwargs)
         ctx = kwargs.get("ctx")

@@ -10,14 +10,24 @@ its neighbours travel by value (`shipping`); `remote` runs on the worker.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagexec_core import Config, hookimpl
 
-from .executor import DaskExecutor, task_resources
-from .session import DaskSession, seconds_option
+if TYPE_CHECKING:
+    from .executor import DaskExecutor, task_resources
 
+# The executor and the session are imported when a run asks for Dask: a run on the local
+# executor does not pay for them.
 __all__ = ["DaskExecutor", "task_resources"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import executor
+
+        return getattr(executor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
@@ -48,6 +58,8 @@ def dagexec_addoption(parser: Any) -> None:
 @hookimpl
 def dagexec_configure(config: Config) -> None:
     if config.getoption("executor") == "dask":  # wrong values fail before anything starts
+        from .session import seconds_option
+
         seconds_option(config, "dask_connect_timeout")
         seconds_option(config, "dask_no_workers_timeout")
 
@@ -56,5 +68,8 @@ def dagexec_configure(config: Config) -> None:
 def dagexec_executor(config: Config) -> DaskExecutor | None:
     if config.getoption("executor") != "dask":
         return None
+    from .executor import DaskExecutor
+    from .session import DaskSession
+
     # Connect here, before the run is recorded: an unreachable scheduler is a usage error, not a crashed run.
     return DaskExecutor(config, DaskSession(config))
