@@ -74,3 +74,24 @@ def test_load_follows_the_attribute_path(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(sys, "path", [str(tmp_path / "site"), str(tmp_path), *sys.path])
     (ep,) = [e for e in entrypoints.entry_points("dagexec") if e.name == "ep-target"]
     assert ep.load().flag == "found"
+
+
+def test_the_backports_finder_still_allows_the_scan_and_it_agrees() -> None:
+    import importlib_metadata  # installed with Dask; registers its finder on sys.meta_path
+
+    assert any(type(f) is importlib_metadata.MetadataPathFinder for f in sys.meta_path)
+    assert entrypoints._fast_path_applies()
+    assert _as_scan("dagexec") == _as_metadata("dagexec")
+
+
+def test_a_finder_of_its_own_hands_the_scan_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Finder:
+        def find_spec(self, *args: object) -> None:
+            return None
+
+        def find_distributions(self, *args: object) -> list[object]:
+            return []
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder()])
+    assert not entrypoints._fast_path_applies()
+    assert _as_scan("dagexec") == _as_metadata("dagexec")

@@ -31,7 +31,7 @@ from dagexec_core import (
 )
 from dagexec_core.errors import UsageError
 from dagexec_core.stages import RunInfo
-from dagexec_plugins.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteStorage
+from dagexec_plugins.sqlite import APPLICATION_ID, MULTI_ROW_MAX, SCHEMA_VERSION, SqliteStorage
 from state_support import child_env, sha, simple_dag
 
 # -- the file ------------------------------------------------------------------
@@ -438,6 +438,33 @@ def test_write_is_one_transaction_per_call(tmp_path: Path) -> None:
     assert [s for s in commits if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
     assert [s for s in commits if s.startswith("INSERT")][-1].count("), (") == 1
     assert storage.conn.total_changes - before == len(names) + 2  # one log entry per row, nothing else
+    storage.close()
+
+
+@pytest.mark.parametrize("size", [1, MULTI_ROW_MAX - 1, MULTI_ROW_MAX, MULTI_ROW_MAX + 1, 2 * MULTI_ROW_MAX + 3])
+def test_a_step_of_any_size_logs_every_row_in_order(tmp_path: Path, size: int) -> None:
+    """Steps longer than one multi-row INSERT are written in chunks, in one transaction, in order."""
+    db = tmp_path / "s.db"
+    storage = SqliteStorage(db)
+    names = [f"t{i}" for i in range(size)]
+    storage.create_run(RunInfo("r1", "d", "running", 1.0), names, {n: [] for n in names})
+    storage.write("r1", [(n, "running", 1, 1.0, None, None, None, None) for n in names])
+    # a task twice in one step: its later row is its record
+    step = [(n, "completed", 1, 1.0, 2.0, str(i), None, None) for i, n in enumerate(names)]
+    storage.write("r1", [*step, (names[0], "failed", 2, 3.0, 4.0, None, "late", None)])
+    records = SqliteStorage(db).load_records("r1")
+    assert {n: (r.state.value, r.output) for n, r in records.items() if n != names[0]} == {
+        n: ("completed", i) for i, n in enumerate(names) if i
+    }
+    assert (records[names[0]].state, records[names[0]].error) == (TaskState.FAILED, "late")
+    conn = sqlite3.connect(db)
+    ids = [i for (i,) in conn.execute("SELECT id FROM transitions WHERE run_id = 'r1' ORDER BY id")]
+    assert len(ids) == 2 * size + 1 and ids == list(range(ids[0], ids[0] + len(ids)))
+    assert [t for (t,) in conn.execute("SELECT task FROM transitions WHERE run_id = 'r1' ORDER BY id")][size:] == [
+        *names,
+        names[0],
+    ]
+    conn.close()
     storage.close()
 
 

@@ -509,8 +509,7 @@ class Run:
         """One scheduler step: take every finished attempt, then launch (or, cancelling, only persist)."""
         if self.done_queue:
             done, self.done_queue = self.done_queue, []
-            for fut in done:
-                self._complete(fut)
+            self._complete_all(done)
         if not self.cancelling:
             self._launch()
         else:
@@ -584,8 +583,8 @@ class Run:
                 rows.append((task.name, "running", attempt, now, None, None, None, trace_id))
             to_start.append(i)
         self._flush()
-        for i in to_start:
-            self._submit(i)
+        if to_start:
+            self._submit(to_start)
 
     def _flush(self) -> None:
         if self.rows:
@@ -594,38 +593,40 @@ class Run:
                 self.task_logs.flush()  # the logs of the attempts this step ends
             self.storage.write(self.run_id, rows)
 
-    def _submit(self, i: int) -> None:
-        task = self.tasks[i]
-        attempt = self.attempts[i]
-        params = self.params[i]
-        if params:
-            outputs = self.outputs
-            kwargs = {p: outputs[j] for p, j in params}
-        else:
-            kwargs = {}
-        if task.static_kwargs:
-            kwargs.update(task.static_kwargs)
-        if task.wants_ctx:
-            kwargs["ctx"] = TaskContext(self, task.name, attempt, task.timeout)
-        self.n_started += 1
-        context = None
-        if self._h_task_started:
-            context = contextvars.copy_context()
+    def _submit(self, to_start: list[int]) -> None:
+        """Hand the attempts of ``to_start`` (marked RUNNING and persisted) to the executor."""
+        tasks, attempts, outputs, params_of = self.tasks, self.attempts, self.outputs, self.params
+        inflight, on_done = self.inflight, self._on_done
+        executor = self.executor
+        submit = executor.submit
+        hooked, capture = self._h_task_started, self.capture_logs
+        self.n_started += len(to_start)
+        for i in to_start:
+            task = tasks[i]
+            params = params_of[i]
+            kwargs = {p: outputs[j] for p, j in params} if params else {}
+            if task.static_kwargs:
+                kwargs.update(task.static_kwargs)
+            if task.wants_ctx:
+                kwargs["ctx"] = TaskContext(self, task.name, attempts[i], task.timeout)
+            context = None
+            if hooked:
+                context = contextvars.copy_context()
+                try:
+                    context.run(self.hook.dagexec_task_started, run=self, task=task, attempt=attempts[i])
+                except Exception as exc:
+                    raise hook_error(self.pm, "dagexec_task_started", exc) from exc
+            if capture:  # --capture: the body's prints go to the attempt's log
+                context = tasklogs.route_capture(self.task_logs, context, task.name, attempts[i])  # type: ignore[arg-type]
             try:
-                context.run(self.hook.dagexec_task_started, run=self, task=task, attempt=attempt)
-            except Exception as exc:
-                raise hook_error(self.pm, "dagexec_task_started", exc) from exc
-        if self.capture_logs:  # --capture: the body's prints go to the attempt's log
-            context = tasklogs.route_capture(self.task_logs, context, task.name, attempt)  # type: ignore[arg-type]
-        try:
-            fut = self.executor.submit(task, kwargs, task.timeout, context)
-        except Exception as exc:  # the executor refused the task (cannot pickle it, ...)
-            fut = self.loop.create_future()
-            fut.set_exception(exc)
-        self.inflight[fut] = i
-        fut.add_done_callback(self._on_done)
-        if task.timeout is not None and not self.executor.enforces_timeout:
-            self.timeouts[i] = self.loop.call_later(task.timeout, self._on_timeout, fut)
+                fut = submit(task, kwargs, task.timeout, context)
+            except Exception as exc:  # the executor refused the task (cannot pickle it, ...)
+                fut = self.loop.create_future()
+                fut.set_exception(exc)
+            inflight[fut] = i
+            fut.add_done_callback(on_done)
+            if task.timeout is not None and not executor.enforces_timeout:
+                self.timeouts[i] = self.loop.call_later(task.timeout, self._on_timeout, fut)
 
     def _on_timeout(self, fut: asyncio.Future[Any]) -> None:
         if fut.done():
@@ -642,6 +643,77 @@ class Run:
         fut.cancel()
 
     # -- completions -----------------------------------------------------
+
+    def _complete_all(self, done: list[asyncio.Future[Any]]) -> None:
+        """`_complete` each finished attempt of a step, the common case inline.
+
+        An attempt that returned, with no timer, log or breaker, and whose output
+        needs no round trip or makes it, is completed here on names looked up
+        once per step (a step ends up to ``concurrency`` attempts); the finish
+        time is the step's. Anything else goes through `_complete`, which is the
+        reference: a test runs both paths over the same DAGs.
+        """
+        if self.timeouts or self.open_logs or self.cancelling or len(done) == 1:
+            for fut in done:
+                self._complete(fut)
+            return
+        inflight, tasks, states, outputs = self.inflight, self.tasks, self.states, self.outputs
+        finished, errors, attempts, started = self.finished, self.errors, self.attempts, self.started
+        round_trip, identity, persist = self.round_trip, self.identity_types, self.persist
+        dumps, loads = self.dumps, self.loads
+        trace_id = self.record_trace_id  # not `self.rows`: a dead letter's flush (`_fail`) replaces that list
+        complete, finish = self._complete, self._finish
+        # `_finish` inline for a completed task when no plugin watches finishes and no map is open
+        children, remaining, blocked, ready = self.children, self.remaining, self.blocked, self.ready
+        inline_finish = not self._h_task_finished and not self.parent_of
+        push = heapq.heappush
+        now = time.time()
+        for fut in done:
+            if fut.cancelled() or fut.exception() is not None:
+                complete(fut)
+                continue
+            i = inflight.pop(fut)
+            self.running -= 1
+            task = tasks[i]
+            value = fut.result()
+            text = None
+            if round_trip:
+                # A dependent receives what a resume would: the decoding of the text stored.
+                try:
+                    if type(value) in identity:  # None, bool, int, str: the round trip is the value
+                        if persist:
+                            text = "null" if value is None else dumps(value)
+                    else:
+                        text = dumps(value)
+                        value = loads(text)
+                except Exception as e:  # noqa: BLE001 - fails this task only (RecursionError included)
+                    self._attempt_failed(i, output_error(self.serializer, task.name, value, e))
+                    continue
+            if states[i] is not RUNNING:  # RUNNING -> COMPLETED is always allowed
+                self._check(i, COMPLETED)
+            states[i] = COMPLETED
+            outputs[i] = value
+            finished[i] = now
+            errors[i] = None
+            if persist:
+                self.rows.append((task.name, "completed", attempts[i], started[i], now, text, None, trace_id))
+            if task.breaker is not None:
+                self.breakers[task.breaker].record_success()
+            if not inline_finish or task.branches is not None:
+                finish(i)
+                continue
+            for c in children[i]:
+                left = remaining[c] - 1
+                remaining[c] = left
+                if left == 0 and states[c] is PENDING:
+                    child = tasks[c]
+                    if not blocked[c] and child.trigger == "all_success" and child.map_over is None:
+                        self.seq += 1
+                        push(ready, (-child.priority, self.seq, c))
+                    elif self._should_run(c):
+                        self._schedule(c)
+                    else:
+                        self._set_final(c, SKIPPED, None)  # and its cascade
 
     def _complete(self, fut: asyncio.Future[Any]) -> None:
         i = self.inflight.pop(fut)

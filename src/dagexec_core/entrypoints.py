@@ -8,8 +8,9 @@ a virtualenv, a pip install and an editable install give, the distributions
 are exactly the ``*.dist-info``/``*.egg-info`` folders of those entries, and
 this module reads their ``entry_points.txt`` the way `importlib.metadata` does:
 the same order, the first distribution of a name on `sys.path` wins, the same
-syntax. Anywhere else (a zip or an ``.egg`` on `sys.path`, a finder of its
-own) it hands over to `importlib.metadata`. A test compares both on the test
+syntax (the ``importlib_metadata`` backport's finder, which some packages
+register, searches the same folders). Anywhere else (a zip or an ``.egg`` on
+`sys.path`, a finder of its own) it hands over to `importlib.metadata`. A test compares both on the test
 environment, where a third-party plugin distribution is installed.
 """
 
@@ -71,8 +72,12 @@ def _fast_path_applies() -> bool:
     from importlib.machinery import PathFinder
 
     for finder in sys.meta_path:
-        if finder is not PathFinder and getattr(finder, "find_distributions", None) is not None:
-            return False
+        if finder is PathFinder or getattr(finder, "find_distributions", None) is None:
+            continue
+        kind = type(finder)
+        if (kind.__module__, kind.__qualname__) == ("importlib_metadata", "MetadataPathFinder"):
+            continue  # the backport (Dask brings it) searches sys.path's folders the same way
+        return False
     for entry in sys.path:
         if os.path.isfile(entry) or entry.lower().endswith(".egg"):
             return False  # a zip or an egg: importlib.metadata reads those

@@ -129,7 +129,10 @@ class StorageBase(RunLock):
         if self.read_only:
             return self._open_read_only(path)
         try:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+            # room in the statement cache for a multi-row INSERT of each step size (`MULTI_ROW_MAX`)
+            conn = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=30.0, cached_statements=256
+            )
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
         try:

@@ -23,9 +23,12 @@ LOG_ID_BITS = 32
 #: A log entry is the whole record of a task as one step left it (schema 4).
 _LOG_COLUMNS = "(id, run_id, task, state, attempts, at, error, started_at, finished_at, output, trace_id)"
 _LOG_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_LOG = f"INSERT INTO transitions {_LOG_COLUMNS} VALUES {_LOG_VALUES}"
-#: Steps of up to this many rows are one multi-row INSERT, a transaction by itself (no BEGIN/COMMIT).
-MULTI_ROW_MAX = 16
+#: Steps of up to this many rows are one multi-row INSERT, a transaction by itself (no BEGIN/COMMIT);
+#: a longer step is several, in chunks of this many, inside BEGIN/COMMIT. A row costs SQLite about
+#: 15 % less in a 64-row statement than through ``executemany`` (which steps the statement per row),
+#: and 64 covers a step at the default concurrency of 32: 32 completions and 32 launches.
+#: 64 rows x 11 columns = 704 parameters, under SQLite's oldest limit of 999.
+MULTI_ROW_MAX = 64
 _INSERT_LOG_N = {
     k: f"INSERT INTO transitions {_LOG_COLUMNS} VALUES " + ", ".join([_LOG_VALUES] * k)
     for k in range(1, MULTI_ROW_MAX + 1)

@@ -16,7 +16,7 @@ from typing import Any
 from dagexec_core import RecordRow, UsageError
 
 from .base import DURABILITY, StorageBase
-from .schema import _INSERT_LOG, _INSERT_LOG_N, LOG_ID_BITS, MULTI_ROW_MAX
+from .schema import _INSERT_LOG_N, LOG_ID_BITS, MULTI_ROW_MAX
 
 log = logging.getLogger("dagexec.sqlite")
 
@@ -75,13 +75,14 @@ class WritePath(StorageBase):
             conn.execute("BEGIN")
             if seq is None:  # the first write of a run this storage did not create or resume
                 seq = self._next_log_seq(conn, run_id)
-            conn.executemany(
-                _INSERT_LOG,
-                [
-                    (seq + k, run_id, name, state, att, now, err, st, fin, out, trace)
-                    for k, (name, state, att, st, fin, out, err, trace) in enumerate(rows)
-                ],
-            )
+            k = seq
+            for start in range(0, len(rows), MULTI_ROW_MAX):
+                chunk = rows[start : start + MULTI_ROW_MAX]
+                params: list[Any] = []
+                for name, state, att, st, fin, out, err, trace in chunk:
+                    params += (k, run_id, name, state, att, now, err, st, fin, out, trace)
+                    k += 1
+                conn.execute(_INSERT_LOG_N[len(chunk)], params)
             conn.execute("COMMIT")
             return seq
         except BaseException:
