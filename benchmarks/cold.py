@@ -127,8 +127,8 @@ def compile_sources(env: dict[str, str]) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-c", COMPILE, str(HERE)], env=env, capture_output=True, text=True, check=False
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"compiling dagexec's sources failed: {done.stderr.strip()[-500:]}")
+    if done.returncode != 0:  # a read-only install: measured as it is, and said so in the JSON
+        return [f"not written ({done.stderr.strip()[-300:] or 'compileall failed'})"]
     return done.stdout.split()
 
 
