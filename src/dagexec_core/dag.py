@@ -428,10 +428,15 @@ class Dag:
         what a resume compares with the stored run's. Kept until the next `add`."""
         digest = self._digest
         if digest is None:
+            import json
+
             from .stages import fingerprint_digest
 
             tasks = self._tasks
-            digest = self._digest = fingerprint_digest({n: tasks[n].deps for n in self.topological_order()})
+            fingerprint = {n: tasks[n].deps for n in self.topological_order()}
+            # `fingerprint_text`'s JSON, without the encoder's check for circular lists (tuples of names have none)
+            text = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode(fingerprint)
+            digest = self._digest = fingerprint_digest(text=text)
         return digest
 
     def topological_order(self) -> list[str]:

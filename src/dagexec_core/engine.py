@@ -161,9 +161,9 @@ class Run:
         if breaker_tags:
             self.tasks = [_tag_breaker(t, breaker_tags) for t in self.tasks]
         tasks = self.tasks
-        index: dict[str, int] = {t.name: i for i, t in enumerate(tasks)}
-        self.index = index
         n = len(tasks)
+        index: dict[str, int] = dict(zip(order, range(n), strict=True))
+        self.index = index
         self.states: list[TaskState] = [PENDING] * n
         self.attempts: list[int] = [0] * n
         self.started: list[float | None] = [None] * n
@@ -173,22 +173,19 @@ class Run:
         self.remaining: list[int] = [0] * n
         children: list[list[int]] = [[] for _ in range(n)]
         self.children = children
-        # one pass, locals only; a task without dependencies (or parameters) shares the empty tuple
+        # comprehensions on local names, the lookups in C; a task without dependencies (or parameters)
+        # shares the empty tuple
         lookup = index.__getitem__
-        deps_idx: list[tuple[int, ...]] = []
-        params: list[tuple[tuple[str, int], ...]] = []
-        add_deps, add_params = deps_idx.append, params.append
+        deps_idx: list[tuple[int, ...]] = [tuple(map(lookup, t.deps)) for t in tasks]
+        i = 0
+        for deps in deps_idx:
+            for d in deps:
+                children[d].append(i)
+            i += 1
         empty: tuple[()] = ()
-        for i, t in enumerate(tasks):
-            if t.deps:
-                deps = tuple(map(lookup, t.deps))
-                add_deps(deps)
-                for d in deps:
-                    children[d].append(i)
-            else:
-                add_deps(empty)
-            dep_params = t.dep_params
-            add_params(tuple([(p, lookup(p)) for p in dep_params]) if dep_params else empty)
+        params: list[tuple[tuple[str, int], ...]] = [
+            tuple([(p, lookup(p)) for p in t.dep_params]) if t.dep_params else empty for t in tasks
+        ]
         self.deps_idx = deps_idx
         self.params = params
         self.blocked = bytearray(n)  # 1 once a dependency ended other than COMPLETED

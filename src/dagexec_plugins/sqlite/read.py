@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import json.decoder
+import operator
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from .base import StorageBase
 from .schema import LOG_ID_BITS
 
 _STATES = {s.value: s for s in TaskState}
+_FIRST = operator.itemgetter(0)
 #: The C scanner behind ``json.loads`` (see `SqliteStorage._load`).
 _JSON_SCAN: Callable[[str, int], tuple[Any, int]] = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
@@ -130,22 +132,22 @@ class Reads(StorageBase):
         # off the key.
         lo, hi = self._query("SELECT min(rowid), max(rowid) FROM tasks WHERE run_id = ?", (run_id,))[0]
         if lo is not None:
-            for r in self._query(
+            rows = self._query(
                 "SELECT name, state, attempts, error, started_at, finished_at, output, trace_id FROM tasks "
                 "WHERE rowid BETWEEN ? AND ? AND +run_id = ?",
                 (lo, hi, run_id),
-            ):
-                found[r[0]] = r
+            )
+            found.update(zip(map(_FIRST, rows), rows, strict=True))
         run = self._query("SELECT num, log_applied FROM runs WHERE run_id = ?", (run_id,))
         if run and run[0][0] is not None and run[0][1] is not None:
             # the log read in id order, newest last: one range of its tree, no sort
             top = (int(run[0][0]) << LOG_ID_BITS) + (1 << LOG_ID_BITS) - 1
-            for r in self._query(
+            rows = self._query(
                 "SELECT task, state, attempts, error, started_at, finished_at, output, trace_id FROM transitions "
                 "WHERE id BETWEEN ? AND ?",
                 (run[0][1] + 1, top),
-            ):
-                found[r[0]] = r
+            )
+            found.update(zip(map(_FIRST, rows), rows, strict=True))  # a task's newest entry is the one kept
         not_started = TaskState.PENDING
         # JSON (the default) is read by the decoder's C scanner, without json.loads' per-call layers; a
         # text the scanner does not take whole goes through json.loads, which names what is wrong with it.
