@@ -95,7 +95,7 @@ class Reads(StorageBase):
     def _task_names_and_parts(self, run_id: str) -> tuple[list[str], list[str]]:
         """A run's task names in order (its dependency documents' names, then any name with a ``tasks``
         row only), and the documents' texts, oldest first."""
-        names: dict[str, None] = {}
+        decoded: list[tuple[bool, Any]] = []
         parts: list[str] = []
         for deps, listed in self._query(
             "SELECT deps, names FROM run_fingerprints WHERE run_id = ? ORDER BY part", (run_id,)
@@ -109,9 +109,15 @@ class Reads(StorageBase):
                     f"the stored task list of run {run_id} cannot be decoded ({exc}); the state file is "
                     f"damaged: start a new run"
                 ) from exc
-            names.update(dict.fromkeys(part))
+            decoded.append((listed is not None, part))
             parts.append(deps)
-        names.update(dict.fromkeys(r[0] for r in self._query("SELECT name FROM tasks WHERE run_id = ?", (run_id,))))
+        legacy = self._query("SELECT name FROM tasks WHERE run_id = ?", (run_id,))
+        if len(decoded) == 1 and decoded[0][0] and isinstance(decoded[0][1], list) and not legacy:
+            return decoded[0][1], parts  # one names document, as most runs have: no name twice (`_names_text`)
+        names: dict[str, None] = {}
+        for _, part in decoded:
+            names.update(dict.fromkeys(part))
+        names.update(dict.fromkeys(r[0] for r in legacy))
         return list(names), parts
 
     def _task_names(self, run_id: str) -> list[str]:
@@ -184,14 +190,30 @@ class Reads(StorageBase):
                     ) from exc
             return TaskRecord(name, st, attempts, error, started, finished, value, trace_id)
 
-        for n in names:
-            row = found.pop(n, None)
-            if row is not None:
+        if pending:
+            for n in names:
+                row = found.pop(n, None)
+                if row is not None:
+                    records[n] = record(row)
+                else:
+                    records[n] = TaskRecord(n, not_started, 0, None, None, None, None, None)
+            for n, row in found.items():  # logged, but in no task list (a storage written to directly)
                 records[n] = record(row)
-            elif pending:
-                records[n] = TaskRecord(n, not_started, 0, None, None, None, None, None)
-        for n, row in found.items():  # logged, but in no task list (a storage written to directly)
-            records[n] = record(row)
+            return records
+        # A resume's: the tasks with an entry only (half of a run killed half-way), in the order of the task
+        # list; those without an output to decode (most: a no-op's None is stored as "null") built here.
+        for n in filter(found.__contains__, names):
+            row = found[n]
+            st = states.get(row[1])
+            output = row[6]
+            if st is not None and (st is not completed or output is None or output == "null"):
+                records[n] = TaskRecord(n, st, row[2], row[3], row[4], row[5], None, row[7])
+            else:
+                records[n] = record(row)
+        if len(records) < len(found):
+            for n, row in found.items():  # logged, but in no task list (a storage written to directly)
+                if n not in records:
+                    records[n] = record(row)
         return records
 
     def transitions(self, run_id: str) -> list[dict[str, Any]]:
