@@ -270,7 +270,8 @@ class Dag:
                 if type(retry) is int and shared is not None:
                     self._retry_of[retry] = shared
             retry = shared
-        _checked(name, trigger, timeout)
+        if timeout is not None or trigger != "all_success":
+            _checked(name, trigger, timeout)
         # What the function takes, read once per function: generated DAGs give thousands of tasks one.
         if type(fn) is FunctionType:
             facts = self._facts.get(fn)
@@ -297,7 +298,7 @@ class Dag:
             None if branches is None else tuple(branches),
             resumable,
             is_async,
-            _dep_params(deps, params, var_kw) if deps else (),
+            (deps if var_kw else tuple([d for d in deps if d in params]) if params else ()) if deps else (),
             "ctx" in params,
         )
         self._tasks[name] = task
