@@ -64,28 +64,8 @@ def check_transition(task: str, old: TaskState, new: TaskState) -> None:
         )
 
 
-class _RecordSlots:
-    """The slots of `TaskRecord`, filled by plain stores before the record becomes a `TaskRecord`.
-
-    A frozen attrs instance sets each field through ``object.__setattr__``, 0.6 µs a record: a
-    resume reads 50,000 of them at 100,000 tasks. `TaskRecord.__new__` builds an instance of this
-    unfrozen class and changes its class: `TaskRecord` reuses these slots and adds none, so the two
-    have the same layout.
-    """
-
-    __slots__ = ("name", "state", "attempts", "error", "started_at", "finished_at", "output", "trace_id", "__weakref__")
-    name: str
-    state: TaskState
-    attempts: int
-    error: str | None
-    started_at: float | None
-    finished_at: float | None
-    output: Any
-    trace_id: str | None
-
-
-@attrs.frozen(init=False)
-class TaskRecord(_RecordSlots):
+@attrs.frozen
+class TaskRecord:
     """What is known of one task in one run; the engine owns the table of them."""
 
     name: str
@@ -98,41 +78,6 @@ class TaskRecord(_RecordSlots):
     #: The OpenTelemetry trace (32 hex digits) of the invocation that last wrote this record: a resumed
     #: run's newly run tasks carry the resume's trace, the tasks it kept their own; None when untraced.
     trace_id: str | None = None
-
-    def __new__(
-        cls,
-        name: str,
-        state: TaskState = TaskState.PENDING,
-        attempts: int = 0,
-        error: str | None = None,
-        started_at: float | None = None,
-        finished_at: float | None = None,
-        output: Any = None,
-        trace_id: str | None = None,
-    ) -> TaskRecord:
-        # the fields' defaults, as declared above (a test compares them)
-        if cls is not TaskRecord:  # a subclass may add slots: attrs' way, one field at a time
-            self = object.__new__(cls)
-            for field, value in zip(
-                _RECORD_FIELDS, (name, state, attempts, error, started_at, finished_at, output, trace_id), strict=True
-            ):
-                object.__setattr__(self, field, value)
-            return self
-        slots = _RecordSlots.__new__(_RecordSlots)
-        slots.name = name
-        slots.state = state
-        slots.attempts = attempts
-        slots.error = error
-        slots.started_at = started_at
-        slots.finished_at = finished_at
-        slots.output = output
-        slots.trace_id = trace_id
-        slots.__class__ = TaskRecord
-        return slots  # type: ignore[return-value]  # a TaskRecord now
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # pickle and copy rebuild it through __new__, which takes the fields
-        return (type(self), tuple(getattr(self, f) for f in _RECORD_FIELDS))
 
     @property
     def duration(self) -> float | None:
@@ -151,6 +96,3 @@ class TaskRecord(_RecordSlots):
             "duration": self.duration,
             "trace_id": self.trace_id,
         }
-
-
-_RECORD_FIELDS = tuple(f.name for f in attrs.fields(TaskRecord))
