@@ -308,6 +308,9 @@ class _CountedLater(Mapping[str, int]):
     def __repr__(self) -> str:
         return repr(self._get())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self._get(),))  # a pickled or copied RunInfo carries the counts, not the storage
+
 
 class StoredFingerprint(Mapping[str, Sequence[str]]):
     """A run's stored dependency lists (task -> deps), decoded on first use.
