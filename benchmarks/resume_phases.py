@@ -9,7 +9,8 @@ engine, the first plugin manager (which imports every built-in plugin),
 importing the DAG file (its own graph building, then `dag.add`), then
 `run(dag, resume=RUN_ID)` to its first task body, split into
 `dag.validate`, the engine's task table (`Run.__init__`), and opening the
-stored run (`Run._open_resumed`, including the storage's `resume_run`).
+stored run (`Run._open_resumed`: the storage's `resume_run`, the DAG's digest
+and `plan_resume` in it).
 Those inner phases are timed by wrapping the methods of those names; one
 that no longer exists is left out. Prints JSON: the best of each phase.
 """
@@ -66,6 +67,11 @@ def sample(directory: str, state: str, run_id: str) -> dict[str, float]:
     timed(dag_module.Dag, "validate", "  dag.validate")
     timed(engine.Run, "__init__", "  Run.__init__ (the engine's task table)")
     timed(engine.Run, "_open_resumed", "  Run._open_resumed (with the storage's resume_run)")
+    from dagexec_plugins.sqlite.storage import SqliteStorage
+
+    timed(SqliteStorage, "resume_run", "    of which: the storage's resume_run")
+    timed(dag_module.Dag, "fingerprint_digest", "    of which: the DAG's digest (Dag.fingerprint_digest)")
+    timed(engine, "plan_resume", "    of which: plan_resume")
     from dagexec_core.cli_common import load_dags
 
     stamp = os.path.join(directory, "first-task")

@@ -238,3 +238,114 @@ def test_validate_and_the_digest_are_kept_until_the_next_add() -> None:
     dag.validate()
     assert dag.fingerprint_digest() != digest
     assert dag.fingerprint_digest() == fingerprint_digest({"a": (), "missing": (), "b": ("a",), "c": ("missing",)})
+
+
+def _reference_order(dag: Dag) -> list[str]:
+    """Kahn's walk on names, FIFO (the walk the order of every stored run was made with)."""
+    tasks = {t.name: t for t in dag}
+    indegree = {n: sum(d in tasks for d in t.deps) for n, t in tasks.items()}
+    children: dict[str, list[str]] = {n: [] for n in tasks}
+    for name, task in tasks.items():
+        for dep in task.deps:
+            if dep in tasks:
+                children[dep].append(name)
+    order = [n for n, d in indegree.items() if d == 0]
+    for node in order:
+        for child in children[node]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                order.append(child)
+    return order
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_topological_order_is_kahns_fifo_walk_whatever_the_insertion_order(seed: int) -> None:
+    """The order decides which task runs first among equals and the digest every stored run keeps:
+    the walk on indices gives exactly the names' walk, tasks added before or after their dependencies."""
+    import random
+
+    rng = random.Random(seed)
+    n = rng.randint(1, 300)
+    names = [f"t{i}" for i in range(n)]
+    edges = {name: rng.sample(names[:i], min(i, rng.randint(0, 4))) for i, name in enumerate(names)}
+    insertion = names[:]
+    rng.shuffle(insertion)  # dependents often come first
+    dag = Dag("random")
+    for name in insertion:
+        dag.add(name, noop, deps=edges[name])
+    assert dag.topological_order() == _reference_order(dag)
+    dag.validate()
+    assert dag.topological_order() == _reference_order(dag)
+    unknown = Dag("with an unknown name")
+    for name in insertion:
+        unknown.add(name, noop, deps=[*edges[name], "nowhere"] if name == insertion[-1] else edges[name])
+    assert unknown.topological_order() == _reference_order(unknown)  # passed over, as before
+    with pytest.raises(MissingDependencyError, match="nowhere"):
+        unknown.validate()
+
+
+def test_validate_names_the_first_task_in_error_before_any_cycle() -> None:
+    """Errors come in insertion order, whatever the walk meets first; a cycle only when nothing else is wrong."""
+    dag = Dag("d")
+    dag.add("a", noop, deps=["b"])
+    dag.add("b", noop, deps=["a"])  # a cycle...
+    dag.add("choose", noop, branches=["x"])  # ...after a conditional naming a branch that is not its dependent
+    dag.add("x", noop)
+    dag.add("c", noop, deps=["c"])
+    with pytest.raises(TaskDefinitionError, match="names branch 'x'"):
+        dag.validate()
+    dag = Dag("d")
+    dag.add("a", noop, deps=["b"])
+    dag.add("b", noop, deps=["a"])
+    dag.add("c", noop, deps=["c"])
+    dag.add("d", noop, deps=["nowhere"])
+    with pytest.raises(SelfDependencyError):
+        dag.validate()
+    dag = Dag("d")
+    dag.add("a", noop, deps=["b"])
+    dag.add("b", noop, deps=["a"])
+    with pytest.raises(CycleError):
+        dag.validate()
+    with pytest.raises(CycleError):
+        dag.topological_order()  # no order was kept for a DAG with a cycle
+
+
+async def _async_with_ctx(a: int, ctx: object) -> int:
+    return a
+
+
+def _takes_everything(**kwargs: object) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("fn", "deps"),
+    [
+        (noop, ()),
+        (noop, ("a", "b")),
+        (_async_with_ctx, ("a", "b")),
+        (_takes_everything, ("b", "a")),
+        (functools.partial(_positional, 1), ("a",)),
+        (_Callable(), ("a",)),
+        (_wrapped(_coroutine), ("a",)),
+    ],
+    ids=repr,
+)
+def test_a_task_added_is_the_task_attrs_builds(fn: object, deps: tuple[str, ...]) -> None:
+    """`Dag.add` fills a task's slots directly (then freezes it): every field, the derived ones too,
+    equals what ``Task(...)`` computes, twice for the same function (read once per function), and the
+    task is as frozen."""
+    dag = Dag("d")
+    dag.add("a", noop)
+    dag.add("b", noop)
+    for name in ("t1", "t2"):
+        task = dag.add(name, fn, deps=deps, retry=2, tags=("io",) if name == "t1" else ())  # type: ignore[arg-type]
+        direct = Task(name, fn, deps, 0, task.retry, tags=frozenset(task.tags))  # type: ignore[arg-type]
+        assert type(task) is Task
+        for field in attrs.fields(Task):
+            assert getattr(task, field.name) == getattr(direct, field.name), field.name
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            task.name = "other"  # type: ignore[misc]
+        assert attrs.evolve(task, priority=3).priority == 3
+    assert dag.add("dup", noop, deps=("a", "a", "b")).deps == ("a", "b")
+    assert dag.add("gen", noop, deps=(d for d in ["b", "a", "b"])).deps == ("b", "a")

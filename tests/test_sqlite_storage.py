@@ -4,8 +4,10 @@ Resuming through the engine is in test_engine_resume.py."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import pickle
 import shutil
 import sqlite3
 import subprocess
@@ -492,6 +494,13 @@ def test_records_logged_but_not_applied_are_read_as_they_stand(tmp_path: Path) -
     assert records["extra"].output == 7
     counts = reader.get_run("r1").counts
     assert counts == {"completed": 2, "running": 1, "failed": 1}  # "extra" has a record too
+    # counted when first read, the file closed or not, and carried by a copy as they were counted
+    info = reader.get_run("r1")
+    assert pickle.loads(pickle.dumps(info)).counts == counts and isinstance(copy.copy(info.counts), dict)
+    other = SqliteStorage(db, read_only=True)
+    later = other.get_run("r1")
+    other.close()  # read after: counted through a connection of their own
+    assert dict(later.counts) == counts
     conn = sqlite3.connect(db)
     # no row per task: the run's tasks are its dependency documents' names; the view says what stands
     assert conn.execute("SELECT count(*) FROM tasks WHERE run_id = 'r1'").fetchone()[0] == 0

@@ -7,6 +7,7 @@ validation error; 130 the run was cancelled (it stays resumable).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import shlex
@@ -55,6 +56,10 @@ def load_dags(path: Path) -> dict[str, Dag]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[modname] = module
     sys.path.insert(0, str(path.resolve().parent))
+    # A DAG file makes long-lived objects only (a generated one half a million at 100,000 tasks): the
+    # collections its import triggers scan them again and again for no garbage, 0.12 s of a 0.4 s import.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -68,6 +73,8 @@ def load_dags(path: Path) -> dict[str, Dag]:
         where = f"{path}:{frames[-1].lineno}" if frames else str(path)
         raise UsageError(f"{where}: importing the DAG file raised {type(exc).__name__}: {exc}") from exc
     finally:
+        if collecting:
+            gc.enable()
         sys.path.remove(str(path.resolve().parent))
     dags: dict[str, Dag] = {}
     for value in vars(module).values():

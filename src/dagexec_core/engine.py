@@ -55,7 +55,7 @@ from .errors import (
 from .outputs import IDENTITY_TYPES, JsonSerializer, Serializer, encode_output, output_error
 from .plugins import call_hook, hook_error
 from .results import RunReport
-from .resume import CRASH_META, NOT_STARTED, base_name, plan_resume
+from .resume import CRASH_META, base_name, plan_resume
 from .retry import RetryPolicy
 from .stages import CircuitBreaker, Clock, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
 from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
@@ -161,9 +161,9 @@ class Run:
         if breaker_tags:
             self.tasks = [_tag_breaker(t, breaker_tags) for t in self.tasks]
         tasks = self.tasks
-        index: dict[str, int] = {t.name: i for i, t in enumerate(tasks)}
-        self.index = index
         n = len(tasks)
+        index: dict[str, int] = dict(zip(order, range(n), strict=True))
+        self.index = index
         self.states: list[TaskState] = [PENDING] * n
         self.attempts: list[int] = [0] * n
         self.started: list[float | None] = [None] * n
@@ -173,22 +173,19 @@ class Run:
         self.remaining: list[int] = [0] * n
         children: list[list[int]] = [[] for _ in range(n)]
         self.children = children
-        # one pass, locals only; a task without dependencies (or parameters) shares the empty tuple
+        # comprehensions on local names, the lookups in C; a task without dependencies (or parameters)
+        # shares the empty tuple
         lookup = index.__getitem__
-        deps_idx: list[tuple[int, ...]] = []
-        params: list[tuple[tuple[str, int], ...]] = []
-        add_deps, add_params = deps_idx.append, params.append
+        deps_idx: list[tuple[int, ...]] = [tuple(map(lookup, t.deps)) for t in tasks]
+        i = 0
+        for deps in deps_idx:
+            for d in deps:
+                children[d].append(i)
+            i += 1
         empty: tuple[()] = ()
-        for i, t in enumerate(tasks):
-            if t.deps:
-                deps = tuple(map(lookup, t.deps))
-                add_deps(deps)
-                for d in deps:
-                    children[d].append(i)
-            else:
-                add_deps(empty)
-            dep_params = t.dep_params
-            add_params(tuple([(p, lookup(p)) for p in dep_params]) if dep_params else empty)
+        params: list[tuple[tuple[str, int], ...]] = [
+            tuple([(p, lookup(p)) for p in t.dep_params]) if t.dep_params else empty for t in tasks
+        ]
         self.deps_idx = deps_idx
         self.params = params
         self.blocked = bytearray(n)  # 1 once a dependency ended other than COMPLETED
@@ -1279,29 +1276,26 @@ class Run:
         self.stored_extra = plan.stored_extra
         self.poison_elements = plan.poison_elements
         self.interrupted = plan.poison
+        # the plan's columns are the table: a task without a stored record starts pending, as a new run's
+        self.states, self.attempts, self.errors, self.outputs = plan.states, plan.attempts, plan.errors, plan.outputs
+        self.started, self.finished = plan.started, plan.finished
         trace_ids: list[Any] = [_THIS_INVOCATION] * len(self.tasks)
+        for i, stored_trace in plan.kept.items():
+            trace_ids[i] = stored_trace  # kept as stored: it keeps the trace that wrote it
         self.trace_ids = trace_ids
-        for i, tp in enumerate(plan.tasks):
-            if tp is NOT_STARTED:
-                continue  # pending, as the table starts
-            self.states[i] = tp.state
-            self.attempts[i] = tp.attempts
-            self.started[i], self.finished[i] = tp.started_at, tp.finished_at
-            self.errors[i] = tp.error
-            self.outputs[i] = tp.output
-            if tp.kept:
-                trace_ids[i] = tp.trace_id  # kept as stored: it keeps the trace that wrote it
-            if self.persist and tp.changed:
+        if self.persist:
+            tasks, trace_id = self.tasks, self.record_trace_id
+            for i in plan.changed:
                 self.rows.append(
                     (
-                        self.tasks[i].name,
-                        tp.state.value,
-                        tp.attempts,
-                        tp.started_at,
-                        tp.finished_at,
+                        tasks[i].name,
+                        plan.states[i].value,
+                        plan.attempts[i],
+                        plan.started[i],
+                        plan.finished[i],
                         None,
-                        tp.error,
-                        self.record_trace_id,
+                        plan.errors[i],
+                        trace_id,
                     )
                 )
         if plan.new_names:

@@ -47,7 +47,7 @@ CRASH_META = "dagexec.crashes"
 
 @attrs.define
 class TaskPlan:
-    """What a resumed run starts one task of the DAG with."""
+    """What a resumed run starts one task of the DAG with (`ResumePlan.tasks`, one task's row of the plan)."""
 
     state: TaskState
     attempts: int = 0
@@ -62,19 +62,27 @@ class TaskPlan:
     trace_id: str | None = None
 
 
-#: The plan of every task without a stored record: pending, as the engine's table starts. One object shared
-#: by all of them (half of a 100,000-task run killed half-way), never changed; the engine skips it.
-NOT_STARTED = TaskPlan(PENDING)
-
-
 @attrs.define
 class ResumePlan:
-    """The outcome of `plan_resume`; ``tasks`` is in the order of the tasks given."""
+    """The outcome of `plan_resume`: the engine's columns, each in the order of the tasks given.
 
-    tasks: list[TaskPlan]
+    A task without a stored record is pending, as the engine's table starts. Columns, not an object per
+    task: at 100,000 tasks the engine takes them as its own table (`tasks` gives the rows, to read).
+    """
+
+    states: list[TaskState]
+    attempts: list[int]
+    started: list[float | None]
+    finished: list[float | None]
+    errors: list[str | None]
+    outputs: list[Any]
+    #: Tasks kept exactly as stored (a final state) -> the trace id that wrote them, which they keep.
+    kept: dict[int, str | None]
+    #: Tasks whose state differs from the stored record's, in order: the run writes them when it opens.
+    changed: list[int]
     #: Tasks of the DAG the stored run does not have (added to it as PENDING).
     new_names: list[str]
-    #: Indices of tasks in flight at two consecutive crashes, with their error: failed once the run is open.
+    #: Indices of tasks in flight at two consecutive crashes, with their error, in order: failed once the run is open.
     poison: list[tuple[int, str]]
     #: Mapped elements ("name[3]") in flight at two consecutive crashes: failed when their map expands.
     poison_elements: dict[str, str]
@@ -85,8 +93,27 @@ class ResumePlan:
     #: The crash metadata to store (`CRASH_META`), or None to leave it as it is.
     crash_meta: dict[str, Any] | None
 
+    @property
+    def tasks(self) -> list[TaskPlan]:
+        """The plan of each task, as one object per task."""
+        changed = set(self.changed)
+        return [
+            TaskPlan(
+                state,
+                self.attempts[i],
+                self.started[i],
+                self.finished[i],
+                self.errors[i],
+                self.outputs[i],
+                i in changed,
+                i in self.kept,
+                self.kept.get(i),
+            )
+            for i, state in enumerate(self.states)
+        ]
+
     def pending(self) -> list[int]:
-        return [i for i, t in enumerate(self.tasks) if t.state is PENDING]
+        return [i for i, s in enumerate(self.states) if s is PENDING]
 
 
 def plan_resume(
@@ -116,13 +143,15 @@ def plan_resume(
     """
     if index is None:
         index = {t.name: i for i, t in enumerate(tasks)}
+    # stored records of names the DAG does not have (mapped elements), in the order stored
+    extras = [name for name in records if name not in index]
     # the DAG the run was created with: every task of it is the stored run's, those without a record pending
-    same_dag = _check_unchanged(run_id, dag_name, tasks, index, records, fingerprint, dag_digest)
+    same_dag = _check_unchanged(run_id, dag_name, tasks, index, records, fingerprint, dag_digest, extras)
     if replay:
         children: list[list[int]] = [[] for _ in tasks]
-        for i, t in enumerate(tasks):
+        for c, t in enumerate(tasks):
             for d in t.deps:
-                children[index[d]].append(i)
+                children[index[d]].append(c)
         to_reset = _replayed(dag_name, tasks, index, children, records, replay)
     else:
         to_reset = set()
@@ -130,57 +159,92 @@ def plan_resume(
     previous = previous_crash(crash_meta)
     in_flight: dict[str, list[Any]] = {}
     poison_elements: dict[str, str] = {}
-    # one pass over the stored records for the names the DAG does not have (mapped elements)
     stored_extra: dict[str, TaskRecord] = {}
-    for name, rec in records.items():
-        if name in index:
-            continue
+    for name in extras:
+        rec = records[name]
         stored_extra[name] = rec
         if rec.state is RUNNING and base_name(name) not in replayed:
             in_flight[name] = [rec.attempts, rec.started_at]  # a mapped element (re-made when its map expands)
             if _caught_again(previous, name, rec.started_at):
                 poison_elements[name] = poison_message(run_id, name, previous, in_flight[name])
-    plans: list[TaskPlan] = []
-    new_names: list[str] = []
+    n = len(tasks)
+    states: list[TaskState] = [PENDING] * n
+    attempts: list[int] = [0] * n
+    started: list[float | None] = [None] * n
+    finished: list[float | None] = [None] * n
+    errors: list[str | None] = [None] * n
+    outputs: list[Any] = [None] * n
+    kept: dict[int, str | None] = {}
+    changed: list[int] = []
     poison: list[tuple[int, str]] = []
-    for i, task in enumerate(tasks):
-        found = records.get(task.name)
-        if found is None:
-            if not same_dag:
-                new_names.append(task.name)
-            plans.append(NOT_STARTED)
+    position = index.get
+    for name, found in records.items():
+        i = position(name)
+        if i is None:
             continue
-        plan = TaskPlan(found.state, found.attempts, found.started_at, found.finished_at, found.error)
+        stored = found.state
+        if stored is COMPLETED and i not in to_reset:  # most of them: kept as stored, with output and trace
+            states[i] = stored
+            attempts[i] = found.attempts
+            started[i], finished[i] = found.started_at, found.finished_at
+            errors[i] = found.error
+            outputs[i] = found.output
+            kept[i] = found.trace_id
+            continue
+        state, tries, error = stored, found.attempts, found.error
         crashed = False
         if i in to_reset:
-            plan.state, plan.attempts, plan.error = PENDING, 0, None
-            for k in [k for k in stored_extra if k.startswith(task.name + "[")]:
+            state, tries, error = PENDING, 0, None
+            for k in [k for k in stored_extra if k.startswith(name + "[")]:
                 del stored_extra[k]
-        elif found.state is COMPLETED:
-            plan.output = found.output
-        elif found.state in (RUNNING, RETRYING, READY, CANCELLED):
+        elif stored in (RUNNING, RETRYING, READY, CANCELLED):
             # A map collector's attempt is its elements': it expands again, reusing completed ones;
             # a resumable task (a loop) continues from its own checkpoint.
-            if found.state is RUNNING and task.map_over is None:
+            if stored is RUNNING and tasks[i].map_over is None:
                 # Cut short by the crash of the process driving the run: that attempt does not count,
                 # unless the task was in flight at the crash before too (the likely cause).
-                in_flight[task.name] = [found.attempts, found.started_at]
-                if _caught_again(previous, task.name, found.started_at):
+                in_flight[name] = [found.attempts, found.started_at]
+                if _caught_again(previous, name, found.started_at):
                     crashed = True  # stays RUNNING: failed (and dead-lettered) once the run is open
-                    poison.append((i, poison_message(run_id, task.name, previous, in_flight[task.name])))
+                    poison.append((i, poison_message(run_id, name, previous, in_flight[name])))
                 else:
-                    plan.attempts = max(0, found.attempts - 1)
+                    tries = max(0, found.attempts - 1)
             if not crashed:
-                plan.state = PENDING
-        if plan.state is found.state and plan.state in TERMINAL_STATES and not crashed:
-            plan.kept, plan.trace_id = True, found.trace_id
-        plan.changed = plan.state is not found.state
-        plans.append(plan)
+                state = PENDING
+        states[i], attempts[i], errors[i] = state, tries, error
+        started[i], finished[i] = found.started_at, found.finished_at
+        if state is stored and state in TERMINAL_STATES and not crashed:
+            kept[i] = found.trace_id
+        if state is not stored:
+            changed.append(i)
+    # in the order of the tasks, as the engine fails them and writes them
+    poison.sort(key=_first)
+    changed.sort()
+    new_names = [] if same_dag else [t.name for t in tasks if t.name not in records]
     new_meta = None
     if in_flight != previous["in_flight"]:  # the same records seen again are the same crash, not a new one
         crash = previous["count"] + 1 if in_flight else previous["count"]
         new_meta = {"count": crash, "in_flight": in_flight, "found_at": now}
-    return ResumePlan(plans, new_names, poison, poison_elements, stored_extra, replayed, new_meta)
+    return ResumePlan(
+        states,
+        attempts,
+        started,
+        finished,
+        errors,
+        outputs,
+        kept,
+        changed,
+        new_names,
+        poison,
+        poison_elements,
+        stored_extra,
+        replayed,
+        new_meta,
+    )
+
+
+def _first(item: tuple[int, str]) -> int:
+    return item[0]
 
 
 def _check_unchanged(
@@ -190,17 +254,21 @@ def _check_unchanged(
     index: Mapping[str, int],
     records: Mapping[str, TaskRecord],
     fingerprint: Mapping[str, Sequence[str]],
-    dag_digest: str | None = None,
+    dag_digest: str | None,
+    extras: Sequence[str],
 ) -> bool:
     """Raise `DagChangedError` if a completed task left the DAG or changed its dependencies; True when
-    the DAG is the one the run was created with (same digest)."""
-    # The DAG the run was created with, unchanged (same digest): no stored dependency list is read.
+    the DAG is the one the run was created with (same digest). ``extras``: the names of ``records`` that
+    are not tasks of the DAG."""
+    # The DAG the run was created with, unchanged (same digest): no stored dependency list is read,
+    # and only the records of names it does not have can be of a completed task that left it.
     digest = getattr(fingerprint, "digest", None)
     if digest is not None and dag_digest is None:
         dag_digest = fingerprint_digest({t.name: t.deps for t in tasks})
     same_dag = digest is not None and digest == dag_digest
     changed: list[str] = []
-    for name, rec in records.items():
+    for name in extras if same_dag else records:
+        rec = records[name]
         if rec.state is not COMPLETED:
             continue
         if name in index:

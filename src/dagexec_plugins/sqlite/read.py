@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import json.decoder
+import operator
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from .base import StorageBase
 from .schema import LOG_ID_BITS
 
 _STATES = {s.value: s for s in TaskState}
+_FIRST = operator.itemgetter(0)
 #: The C scanner behind ``json.loads`` (see `SqliteStorage._load`).
 _JSON_SCAN: Callable[[str, int], tuple[Any, int]] = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
@@ -26,14 +28,16 @@ class Reads(StorageBase):
         "lock_pid, lock_host, lock_started, lock_heartbeat, num, log_applied"
     )
 
-    def _run_info(self, row: Sequence[Any], with_counts: bool = True) -> RunInfo:
+    def _run_info(self, row: Sequence[Any], with_counts: bool = True, lazy: bool = False) -> RunInfo:
         run_id, dag_name, status, started, finished, task_count, counts, trace_id, meta, dag_file = row[:10]
         if status == "running" and self._holder(row[10:14]) is None:
             status = "crashed"  # its driver died without finishing it: resumable
+        counts_map: Mapping[str, int]
         if not with_counts:
-            counts_map: dict[str, int] = {}
+            counts_map = {}
         elif counts is None or status in ("running", "crashed"):
-            counts_map = self._count_states(run_id, row[14], row[15], task_count or 0)
+            args = (run_id, row[14], row[15], task_count or 0)
+            counts_map = _CountedLater(self, args) if lazy else self._count_states(*args)
         else:
             counts_map = self._json(counts, f"the task counts of run {run_id}", dict)
         meta_map = self._json(meta, f"the metadata of run {run_id}", dict) if meta else {}
@@ -76,10 +80,13 @@ class Reads(StorageBase):
         return [self._run_info(r) for r in rows]
 
     def get_run(self, run_id: str, counts: bool = True) -> RunInfo:
+        """The run; the counts of a run not finished are read from its log when first asked for
+        (`_CountedLater`): most callers want the run's status, file or metadata, and counting
+        100,000 tasks costs 0.05 s, three times over before a resume starts its first task."""
         rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise self._not_found(run_id)
-        return self._run_info(rows[0], counts)
+        return self._run_info(rows[0], counts, lazy=True)
 
     def load_records(self, run_id: str) -> dict[str, TaskRecord]:
         self.get_run(run_id)
@@ -88,7 +95,7 @@ class Reads(StorageBase):
     def _task_names_and_parts(self, run_id: str) -> tuple[list[str], list[str]]:
         """A run's task names in order (its dependency documents' names, then any name with a ``tasks``
         row only), and the documents' texts, oldest first."""
-        names: dict[str, None] = {}
+        decoded: list[tuple[bool, Any]] = []
         parts: list[str] = []
         for deps, listed in self._query(
             "SELECT deps, names FROM run_fingerprints WHERE run_id = ? ORDER BY part", (run_id,)
@@ -102,9 +109,15 @@ class Reads(StorageBase):
                     f"the stored task list of run {run_id} cannot be decoded ({exc}); the state file is "
                     f"damaged: start a new run"
                 ) from exc
-            names.update(dict.fromkeys(part))
+            decoded.append((listed is not None, part))
             parts.append(deps)
-        names.update(dict.fromkeys(r[0] for r in self._query("SELECT name FROM tasks WHERE run_id = ?", (run_id,))))
+        legacy = self._query("SELECT name FROM tasks WHERE run_id = ?", (run_id,))
+        if len(decoded) == 1 and decoded[0][0] and isinstance(decoded[0][1], list) and not legacy:
+            return decoded[0][1], parts  # one names document, as most runs have: no name twice (`_names_text`)
+        names: dict[str, None] = {}
+        for _, part in decoded:
+            names.update(dict.fromkeys(part))
+        names.update(dict.fromkeys(r[0] for r in legacy))
         return list(names), parts
 
     def _task_names(self, run_id: str) -> list[str]:
@@ -125,22 +138,22 @@ class Reads(StorageBase):
         # off the key.
         lo, hi = self._query("SELECT min(rowid), max(rowid) FROM tasks WHERE run_id = ?", (run_id,))[0]
         if lo is not None:
-            for r in self._query(
+            rows = self._query(
                 "SELECT name, state, attempts, error, started_at, finished_at, output, trace_id FROM tasks "
                 "WHERE rowid BETWEEN ? AND ? AND +run_id = ?",
                 (lo, hi, run_id),
-            ):
-                found[r[0]] = r
+            )
+            found.update(zip(map(_FIRST, rows), rows, strict=True))
         run = self._query("SELECT num, log_applied FROM runs WHERE run_id = ?", (run_id,))
         if run and run[0][0] is not None and run[0][1] is not None:
             # the log read in id order, newest last: one range of its tree, no sort
             top = (int(run[0][0]) << LOG_ID_BITS) + (1 << LOG_ID_BITS) - 1
-            for r in self._query(
+            rows = self._query(
                 "SELECT task, state, attempts, error, started_at, finished_at, output, trace_id FROM transitions "
                 "WHERE id BETWEEN ? AND ?",
                 (run[0][1] + 1, top),
-            ):
-                found[r[0]] = r
+            )
+            found.update(zip(map(_FIRST, rows), rows, strict=True))  # a task's newest entry is the one kept
         not_started = TaskState.PENDING
         # JSON (the default) is read by the decoder's C scanner, without json.loads' per-call layers; a
         # text the scanner does not take whole goes through json.loads, which names what is wrong with it.
@@ -177,14 +190,30 @@ class Reads(StorageBase):
                     ) from exc
             return TaskRecord(name, st, attempts, error, started, finished, value, trace_id)
 
-        for n in names:
-            row = found.pop(n, None)
-            if row is not None:
+        if pending:
+            for n in names:
+                row = found.pop(n, None)
+                if row is not None:
+                    records[n] = record(row)
+                else:
+                    records[n] = TaskRecord(n, not_started, 0, None, None, None, None, None)
+            for n, row in found.items():  # logged, but in no task list (a storage written to directly)
                 records[n] = record(row)
-            elif pending:
-                records[n] = TaskRecord(n, not_started, 0, None, None, None, None, None)
-        for n, row in found.items():  # logged, but in no task list (a storage written to directly)
-            records[n] = record(row)
+            return records
+        # A resume's: the tasks with an entry only (half of a run killed half-way), in the order of the task
+        # list; those without an output to decode (most: a no-op's None is stored as "null") built here.
+        for n in filter(found.__contains__, names):
+            row = found[n]
+            st = states.get(row[1])
+            output = row[6]
+            if st is not None and (st is not completed or output is None or output == "null"):
+                records[n] = TaskRecord(n, st, row[2], row[3], row[4], row[5], None, row[7])
+            else:
+                records[n] = record(row)
+        if len(records) < len(found):
+            for n, row in found.items():  # logged, but in no task list (a storage written to directly)
+                if n not in records:
+                    records[n] = record(row)
         return records
 
     def transitions(self, run_id: str) -> list[dict[str, Any]]:
@@ -237,6 +266,50 @@ class Reads(StorageBase):
             )
         meta = {k: json.loads(v) for k, v in self._query("SELECT key, value FROM run_meta WHERE run_id = ?", (run_id,))}
         return RunHistory(deps, [tuple(e) for e in entries], meta)
+
+
+class _CountedLater(Mapping[str, int]):
+    """`RunInfo.counts` of a run not finished: tasks per state, counted from its log when first read.
+
+    Read after its storage was closed (``dagexec show`` prints them after the file is closed), they
+    are counted through a connection of their own, opened for reading only.
+    """
+
+    def __init__(self, storage: Reads, args: tuple[str, int | None, int | None, int]) -> None:
+        self._storage: Reads | None = storage
+        self._args = args
+        self._counts: dict[str, int] | None = None
+
+    def _get(self) -> dict[str, int]:
+        if self._counts is None:
+            storage = self._storage
+            assert storage is not None
+            if storage._closed:
+                reader = type(storage)(storage.path, create=False, read_only=True)
+                try:
+                    self._counts = reader._count_states(*self._args)
+                finally:
+                    if reader._conn is not None:
+                        reader._conn.close()
+            else:
+                self._counts = storage._count_states(*self._args)
+            self._storage = None
+        return self._counts
+
+    def __getitem__(self, state: str) -> int:
+        return self._get()[state]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self._get(),))  # a pickled or copied RunInfo carries the counts, not the storage
 
 
 class StoredFingerprint(Mapping[str, Sequence[str]]):

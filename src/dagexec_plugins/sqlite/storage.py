@@ -95,7 +95,7 @@ class SqliteStorage(Reads, WritePath):
             records = self._load(run_id, names, pending=False)
             self._mark_legacy_log(conn, run_id)
             fingerprint = StoredFingerprint(parts, row[7], run_id)  # dependency lists decoded only if asked
-            self._known[run_id] = set(names)
+            self._known.pop(run_id, None)  # the run's names, read again by the first `add_tasks` (a map)
             self._log_seq[run_id] = self._next_log_seq(conn, run_id)
             conn.execute(
                 "UPDATE runs SET status = 'running', finished_at = NULL, lock_pid = ?, lock_host = ?, "
