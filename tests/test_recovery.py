@@ -446,6 +446,27 @@ def test_resume_refuses_a_changed_or_moved_dag_file_without_importing_it_unless_
     assert f"with {(folder / 'moved.py').resolve()}" in again.stderr
 
 
+SIZED_FLOW = """
+import os
+from dagexec_core import Dag
+
+dag = Dag("sized")
+for i in range(int(os.environ.get("FLOW_N", "40"))):
+    dag.add(f"t{i}", lambda: None)
+dag.add("last", lambda: 1 / 0, deps=["t0"])
+"""
+
+
+def test_resume_of_a_dag_that_lost_many_completed_tasks_names_ten_and_counts_the_rest(tmp_path: Path) -> None:
+    folder = project(tmp_path, {"flow.py": SIZED_FLOW})
+    ok(dagexec("run", "flow.py", cwd=folder, extra_env={"FLOW_N": "40"}), 1)
+    run_id = only_run_id(folder)
+    err = one_line_error(dagexec("resume", run_id, "flow.py", cwd=folder, extra_env={"FLOW_N": "5"}), 2)
+    assert err.count("is no longer in the DAG") == 10
+    assert "and 25 more changes of 35; start a new run instead" in err
+    assert len(err) < 1_000
+
+
 def test_resume_refuses_when_a_dagplugins_file_beside_the_dag_file_appeared(tmp_path: Path) -> None:
     folder = project(tmp_path, {"flow.py": FAILING_FLOW, "pyproject.toml": ""})
     ok(dagexec("run", "flow.py", cwd=folder), 1)

@@ -24,6 +24,7 @@ from dagexec_core.resume import (
     _caught_again,
     _replayed,
     base_name,
+    changed_message,
     is_mapped_name,
     plan_resume,
     poison_message,
@@ -67,11 +68,7 @@ def _reference(
                 f"to {list(tasks[index[name]].deps)}"
             )
     if changed_text:
-        raise DagChangedError(
-            f"run {run_id} of DAG {dag_name!r} cannot be resumed: "
-            + "; ".join(changed_text)
-            + "; start a new run instead"
-        )
+        raise DagChangedError(changed_message(run_id, dag_name, changed_text))
     if replay:
         children: list[list[int]] = [[] for _ in tasks]
         for i, t in enumerate(tasks):

@@ -28,7 +28,7 @@ from .cli_common import (
     run_options,
     split_target,
 )
-from .errors import NOT_FOUND_ERRORS, DagexecError, DagValidationError, PluginError, UsageError
+from .errors import NOT_FOUND_ERRORS, DagChangedError, DagexecError, DagValidationError, PluginError, UsageError
 
 if TYPE_CHECKING:
     from .dag import Dag
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DagValidationError as exc:
         print(f"dagexec: invalid DAG: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, PluginError) as exc:
+    except (UsageError, PluginError, DagChangedError) as exc:  # a DAG that no longer fits its run: as a changed file
         print(f"dagexec: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NOT_FOUND_ERRORS as exc:  # a run, dead letter or state file that is not there: 2, as for a DAG file

@@ -285,10 +285,21 @@ def _check_unchanged(
                 f"to {list(tasks[index[name]].deps)}"
             )
     if changed:
-        raise DagChangedError(
-            f"run {run_id} of DAG {dag_name!r} cannot be resumed: " + "; ".join(changed) + "; start a new run instead"
-        )
+        raise DagChangedError(changed_message(run_id, dag_name, changed))
     return same_dag
+
+
+#: How many changes a `DagChangedError` names; the rest are counted.
+CHANGES_SHOWN = 10
+
+
+def changed_message(run_id: str, dag_name: str, changed: Sequence[str]) -> str:
+    """The one line saying why a run cannot be resumed: the first `CHANGES_SHOWN` changes, and how many
+    more (a DAG file run with other settings can differ from its run in 50,000 tasks)."""
+    shown = "; ".join(changed[:CHANGES_SHOWN])
+    if len(changed) > CHANGES_SHOWN:
+        shown += f"; and {len(changed) - CHANGES_SHOWN:,} more changes of {len(changed):,}"
+    return f"run {run_id} of DAG {dag_name!r} cannot be resumed: {shown}; start a new run instead"
 
 
 def _replayed(
