@@ -1,10 +1,10 @@
 """A scheduler step that ends many attempts at once ends them the same way as steps of one.
 
-The engine completes the attempts a step takes in bulk, on names looked up once
-(`Run._complete_all`), and hands anything unusual to the one-at-a-time path
-(`Run._complete`). Run through the CLI with ``-c 1`` most steps end a single
-attempt (the reference path); with ``-c 64`` on tasks that finish together
-most steps end dozens. Both runs of the same DAG file must leave the same
+The engine completes the attempts a step takes in one pass, on names looked up
+once per step (`Run._complete_all`; failed attempts go to `Run._complete_failed`).
+Run through the CLI with ``-c 1`` most steps end a single attempt; with ``-c 64``
+on tasks that finish together most steps end dozens, and a dead letter's flush
+can come between two completions of one step. Both runs of the same DAG file must leave the same
 record for every task: state, attempts, output, error.
 """
 

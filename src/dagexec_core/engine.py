@@ -58,7 +58,22 @@ from .results import RunReport
 from .resume import CRASH_META, base_name, plan_resume
 from .retry import RetryPolicy
 from .stages import CircuitBreaker, Clock, DeadLetter, DeadLetterQueue, RecordRow, RetryPolicyLike, RunInfo, Storage
-from .state import FAILED_STATES, TERMINAL_STATES, TRANSITIONS, TaskRecord, TaskState
+from .state import (
+    CANCELLED,
+    COMPLETED,
+    DEAD_LETTERED,
+    FAILED,
+    FAILED_STATES,
+    PENDING,
+    READY,
+    RETRYING,
+    RUNNING,
+    SKIPPED,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    TaskRecord,
+    TaskState,
+)
 
 if TYPE_CHECKING:
     from .api import RunHandle
@@ -66,15 +81,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dagexec")
 
-PENDING = TaskState.PENDING
-READY = TaskState.READY
-RUNNING = TaskState.RUNNING
-RETRYING = TaskState.RETRYING
-COMPLETED = TaskState.COMPLETED
-FAILED = TaskState.FAILED
-DEAD_LETTERED = TaskState.DEAD_LETTERED
-SKIPPED = TaskState.SKIPPED
-CANCELLED = TaskState.CANCELLED
 
 _NO_RETRY = RetryPolicy(max_attempts=1)
 _MISSING = object()
@@ -642,24 +648,19 @@ class Run:
     # -- completions -----------------------------------------------------
 
     def _complete_all(self, done: list[asyncio.Future[Any]]) -> None:
-        """`_complete` each finished attempt of a step, the common case inline.
+        """End each finished attempt of a step; the only place an attempt completes.
 
-        An attempt that returned, with no timer, log or breaker, and whose output
-        needs no round trip or makes it, is completed here on names looked up
-        once per step (a step ends up to ``concurrency`` attempts); the finish
-        time is the step's. Anything else goes through `_complete`, which is the
-        reference: a test runs both paths over the same DAGs.
+        Names are looked up once per step (a step ends up to ``concurrency``
+        attempts) and the finish time is the step's. An attempt that raised, was
+        cancelled or timed out goes to `_complete_failed`.
         """
-        if self.timeouts or self.open_logs or self.cancelling or len(done) == 1:
-            for fut in done:
-                self._complete(fut)
-            return
         inflight, tasks, states, outputs = self.inflight, self.tasks, self.states, self.outputs
         finished, errors, attempts, started = self.finished, self.errors, self.attempts, self.started
         round_trip, identity, persist = self.round_trip, self.identity_types, self.persist
         dumps, loads = self.dumps, self.loads
+        timeouts, open_logs = self.timeouts, self.open_logs
         trace_id = self.record_trace_id  # not `self.rows`: a dead letter's flush (`_fail`) replaces that list
-        complete, finish = self._complete, self._finish
+        complete_failed, finish = self._complete_failed, self._finish
         # `_finish` inline for a completed task when no plugin watches finishes and no map is open
         children, remaining, blocked, ready = self.children, self.remaining, self.blocked, self.ready
         inline_finish = not self._h_task_finished and not self.parent_of
@@ -667,11 +668,17 @@ class Run:
         now = time.time()
         for fut in done:
             if fut.cancelled() or fut.exception() is not None:
-                complete(fut)
+                complete_failed(fut)
                 continue
             i = inflight.pop(fut)
+            if timeouts:
+                timer = timeouts.pop(i, None)
+                if timer is not None:
+                    timer.cancel()
             self.running -= 1
             task = tasks[i]
+            if open_logs:
+                self.task_logs.close(task.name)  # type: ignore[union-attr]
             value = fut.result()
             text = None
             if round_trip:
@@ -679,6 +686,7 @@ class Run:
                 try:
                     if type(value) in identity:  # None, bool, int, str: the round trip is the value
                         if persist:
+                            # JSON (identity_types is empty otherwise): None, most bodies' output, is "null"
                             text = "null" if value is None else dumps(value)
                     else:
                         text = dumps(value)
@@ -712,7 +720,8 @@ class Run:
                     else:
                         self._set_final(c, SKIPPED, None)  # and its cascade
 
-    def _complete(self, fut: asyncio.Future[Any]) -> None:
+    def _complete_failed(self, fut: asyncio.Future[Any]) -> None:
+        """End an attempt that raised, was cancelled or timed out (`_complete_all` takes the others)."""
         i = self.inflight.pop(fut)
         timer = self.timeouts.pop(i, None)
         if timer is not None:
@@ -730,43 +739,10 @@ class Run:
                 exc = TaskCancelledError(f"task {task.name!r} was cancelled with run {self.run_id}")
         else:
             exc = fut.exception()
-            if isinstance(exc, asyncio.CancelledError) or (
-                exc is not None and fut in self.timed_out
-            ):  # pragma: no cover - defensive
+            if isinstance(exc, asyncio.CancelledError) or fut in self.timed_out:  # pragma: no cover - defensive
                 exc = TaskTimeoutError(f"task {task.name!r} timed out after {task.timeout}s")
-        value = None
-        text = None
-        if exc is None:
-            value = fut.result()
-            if self.round_trip:
-                # A dependent receives what a resume would: the decoding of the text stored.
-                try:
-                    if type(value) in self.identity_types:  # None, bool, int, str: the round trip is the value
-                        if self.persist:
-                            # JSON (identity_types is empty otherwise): None, most bodies' output, is "null"
-                            text = "null" if value is None else self.dumps(value)
-                    else:
-                        text = self.dumps(value)
-                        value = self.loads(text)
-                except Exception as e:  # noqa: BLE001 - fails this task only (RecursionError included)
-                    exc = output_error(self.serializer, task.name, value, e)
-        if exc is None:
-            states = self.states
-            if states[i] is not RUNNING:  # RUNNING -> COMPLETED is always allowed
-                self._check(i, COMPLETED)
-            now = time.time()
-            states[i] = COMPLETED
-            self.outputs[i] = value
-            self.finished[i] = now
-            self.errors[i] = None
-            if self.persist:
-                self.rows.append(
-                    (task.name, "completed", self.attempts[i], self.started[i], now, text, None, self.record_trace_id)
-                )
-            if task.breaker is not None:
-                self.breakers[task.breaker].record_success()
-            self._finish(i)
-        elif isinstance(exc, TaskCancelledError) and self.cancelling:
+        assert exc is not None, "_complete_failed called for an attempt that returned"
+        if isinstance(exc, TaskCancelledError) and self.cancelling:
             self._set_final(i, CANCELLED, str(exc))
         else:
             self._attempt_failed(i, exc)

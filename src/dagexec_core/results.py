@@ -5,12 +5,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .state import FAILED_STATES, TaskRecord, TaskState
+from .state import COMPLETED, FAILED_STATES, TaskRecord, TaskState
 
 if TYPE_CHECKING:
     from .engine import Run
-
-COMPLETED = TaskState.COMPLETED
 
 
 class RunReport:

@@ -29,17 +29,20 @@ import attrs
 from .dag import Task
 from .errors import DagChangedError, UsageError
 from .stages import fingerprint_digest
-from .state import TERMINAL_STATES, TaskRecord, TaskState
-
-PENDING = TaskState.PENDING
-READY = TaskState.READY
-RUNNING = TaskState.RUNNING
-RETRYING = TaskState.RETRYING
-COMPLETED = TaskState.COMPLETED
-FAILED = TaskState.FAILED
-DEAD_LETTERED = TaskState.DEAD_LETTERED
-SKIPPED = TaskState.SKIPPED
-CANCELLED = TaskState.CANCELLED
+from .state import (
+    CANCELLED,
+    COMPLETED,
+    DEAD_LETTERED,
+    FAILED,
+    PENDING,
+    READY,
+    RETRYING,
+    RUNNING,
+    SKIPPED,
+    TERMINAL_STATES,
+    TaskRecord,
+    TaskState,
+)
 
 #: Run metadata key: the tasks the last crash of a run's driver caught in flight, and how many crashes so far.
 CRASH_META = "dagexec.crashes"

@@ -37,6 +37,17 @@ class TaskState(enum.StrEnum):
 
 S = TaskState
 
+#: The states as module names, for the engine's and the resume planner's hot loops (one global lookup).
+PENDING = TaskState.PENDING
+READY = TaskState.READY
+RUNNING = TaskState.RUNNING
+RETRYING = TaskState.RETRYING
+COMPLETED = TaskState.COMPLETED
+FAILED = TaskState.FAILED
+DEAD_LETTERED = TaskState.DEAD_LETTERED
+SKIPPED = TaskState.SKIPPED
+CANCELLED = TaskState.CANCELLED
+
 #: Every legal move.  Resume moves RUNNING/RETRYING/CANCELLED back to PENDING;
 #: dead-letter replay moves DEAD_LETTERED/SKIPPED back to PENDING.
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
